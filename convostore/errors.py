@@ -1,0 +1,35 @@
+"""The library's exceptions: one base class so callers (and the CLI) can catch ours alone."""
+
+from __future__ import annotations
+
+
+class ConvostoreError(Exception):
+    """Base class. The CLI prints these as a one-line error and exits non-zero."""
+
+
+class NotFoundError(ConvostoreError, LookupError):
+    """An id that is not in the store."""
+
+
+class ChainCycleError(ConvostoreError):
+    """Parent links that loop: the chain cannot be walked to a root."""
+
+
+class StoreError(ConvostoreError):
+    """The database cannot be opened, read or written."""
+
+
+class ImportFormatError(ConvostoreError):
+    """A malformed import file; carries the 1-based line number."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+class WireFormatError(ConvostoreError, ValueError):
+    """A payload that is neither API generation's shape."""
+
+
+class MissingAPIKeyError(ConvostoreError):
+    """No GEMINI_API_KEY / GOOGLE_API_KEY for a command that calls the API."""
