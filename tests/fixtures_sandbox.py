@@ -1,0 +1,1 @@
+"""Fixtures for the sandbox (placeholder until it lands)."""

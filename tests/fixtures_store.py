@@ -1,0 +1,1 @@
+"""Fixtures for the store (placeholder until it lands)."""
