@@ -1,5 +1,54 @@
-"""convostore: a local, lossless archive of Gemini Interactions API conversations."""
+"""convostore: a local, lossless archive of Gemini Interactions API conversations.
+
+    import convostore
+    from google import genai
+
+    store = convostore.Store()                      # SQLite in the user data dir
+    client = convostore.record(genai.Client(), store=store)
+    # ... use client.interactions as usual; every exchange is archived ...
+    convostore.history(store, interaction_id)       # the stateless input that continues it
+
+Names are imported lazily so `import convostore` stays cheap for the CLI.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Store": ("convostore.store", "Store"),
+    "record": ("convostore.recorder", "record"),
+    "annotate": ("convostore.recorder", "annotate"),
+    "history": ("convostore.history", "history"),
+    "replay": ("convostore.replay", "replay"),
+    "compare": ("convostore.compare", "compare"),
+    "Sandbox": ("convostore.sandbox", "Sandbox"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compare import compare
+    from .history import history
+    from .recorder import annotate, record
+    from .replay import replay
+    from .sandbox import Sandbox
+    from .store import Store
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'convostore' has no attribute {name!r}") from None
+    value = getattr(import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]
