@@ -1,0 +1,119 @@
+"""A stored chain turned into the stateless ``input`` that continues it.
+
+The server's ``previous_interaction_id`` carries inputs and outputs only; once the
+server has forgotten a chain, the same context can be sent again as an explicit list
+of steps. That list is built here from the archive in one query, whatever the chain's
+length, and with the per-turn settings (system instruction, tools, generation config)
+that the server never carries forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import wire
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+Format = Literal["steps", "turns"]
+
+
+@dataclass
+class History:
+    """The rebuilt context of a chain, ready to send as ``input``."""
+
+    input: list[dict[str, Any]]
+    head_id: str
+    model: str | None
+    turns: int
+    system_instruction: Any = None
+    tools: Any = None
+    generation_config: Any = None
+    dropped_thoughts: int = 0
+    format: Format = "steps"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def create_kwargs(self, new_input: Any = None) -> dict[str, Any]:
+        """Keyword arguments for ``interactions.create`` that continue the chain statelessly."""
+        steps = list(self.input)
+        if new_input is not None:
+            new = wire.normalize_input(new_input)
+            steps += wire.steps_to_turns(new) if self.format == "turns" else new
+        kwargs: dict[str, Any] = {"input": steps}
+        if self.model:
+            kwargs["model"] = self.model
+        for key in ("system_instruction", "tools", "generation_config"):
+            value = getattr(self, key)
+            if value is not None:
+                kwargs[key] = value
+        return kwargs
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "head_id": self.head_id,
+            "model": self.model,
+            "turns": self.turns,
+            "format": self.format,
+            "input": self.input,
+            "system_instruction": self.system_instruction,
+            "tools": self.tools,
+            "generation_config": self.generation_config,
+            "dropped_thoughts": self.dropped_thoughts,
+        }
+
+
+def turn_steps(row: Any, *, first: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One stored turn's own input (without history it repeated) and its output.
+
+    A stateless or rebuilt turn's stored input starts with the history it re-sent;
+    that history is already in the chain above it, so only the new part counts. The
+    first turn of a chain keeps everything: nothing above it holds that history.
+    """
+    steps = list(row.input_steps or ())
+    if not first:
+        _, steps = wire.split_history(steps)
+    return steps, list(row.output_steps or ())
+
+
+def history(
+    store: "Store",
+    interaction_id: str,
+    *,
+    model: str | None = None,
+    format: Format = "steps",
+) -> History:
+    """The ``input`` that continues the chain ending at ``interaction_id``.
+
+    Thought steps keep their signatures byte for byte when ``model`` is the model that
+    produced them and are dropped for any other model (a signature means nothing to
+    another model). ``model=None`` means the chain's last model.
+    """
+    if format not in ("steps", "turns"):
+        raise ValueError(f"format must be 'steps' or 'turns', not {format!r}")
+    chain = store.chain(interaction_id)
+    head = chain[-1]
+    target = model or head.model
+    steps: list[dict[str, Any]] = []
+    dropped = 0
+    for i, row in enumerate(chain):
+        inputs, outputs = turn_steps(row, first=i == 0)
+        keep_thoughts = row.model == target
+        for step in inputs + outputs:
+            if step.get("type") == "thought" and not keep_thoughts:
+                dropped += 1
+                continue
+            steps.append(step)
+    request = head.request or {}
+    return History(
+        input=wire.steps_to_turns(steps) if format == "turns" else steps,
+        head_id=head.id,
+        model=target,
+        turns=len(chain),
+        system_instruction=request.get("system_instruction"),
+        tools=request.get("tools"),
+        generation_config=request.get("generation_config"),
+        dropped_thoughts=dropped,
+        format=format,
+    )

@@ -1,0 +1,220 @@
+"""Continuing a chain: by server state while it lives, by rebuilt history once it expired.
+
+The recorder calls ``needs_rebuild``, ``is_lost_chain_error`` and ``rebuilt_kwargs``
+around every ``create`` that names a ``previous_interaction_id``; nothing here talks
+HTTP itself. Expiry bookkeeping (``expiring``, ``refresh``) lives here too, since the
+local expiry estimate is what lets a rebuild skip the doomed round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .errors import NotFoundError
+from .history import history
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+log = logging.getLogger("convostore")
+
+#: Server states that mean ``previous_interaction_id`` cannot work any more.
+GONE_STATES = frozenset({"not_stored", "expired", "deleted"})
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """``'2d'``, ``'12h'``, ``'90m'``, ``'30s'`` or seconds as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 90m, 12h, 2d)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT[match.group(2)])
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _stored(store: "Store", interaction_id: str) -> Any | None:
+    try:
+        return store.get(interaction_id)
+    except NotFoundError:
+        return None
+
+
+# --- the recorder's hook --------------------------------------------------------
+
+
+def needs_rebuild(store: "Store", prev_id: str) -> bool:
+    """True when the server cannot have ``prev_id`` any more, by what the archive knows.
+
+    Saves the doomed round trip: a chain past its expiry estimate, one recorded with
+    ``store=False``, or one already seen expired or deleted.
+    """
+    row = _stored(store, prev_id)
+    if row is None:
+        return False
+    if row.server_state in GONE_STATES:
+        return True
+    expires = _aware(row.expires_at)
+    return expires is not None and expires <= _now()
+
+
+def is_lost_chain_error(exc: BaseException) -> bool:
+    """The server's way of saying a ``previous_interaction_id`` is gone.
+
+    An expired id has been seen to give 400 ``invalid_request`` "Invalid turn token",
+    not only 404 ``not_found``. Both SDK generations put ``status_code`` on the error.
+    """
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        response = getattr(exc, "response", None) or getattr(exc, "raw_response", None)
+        status = getattr(response, "status_code", None)
+    if status == 404:
+        return True
+    if status == 400:
+        text = f"{exc} {getattr(exc, 'body', '')}".lower()
+        return "invalid turn token" in text or "previous_interaction_id" in text
+    return False
+
+
+def rebuilt_kwargs(store: "Store", kwargs: dict[str, Any], *, format: str = "steps") -> dict[str, Any]:
+    """The caller's ``create`` arguments with the server-side chain replaced by its history.
+
+    The caller's own ``system_instruction``, ``tools`` and ``generation_config`` win;
+    where the caller gave none, the last stored turn's are carried over. ``format``
+    is ``"turns"`` for the retired 1.x SDK.
+    """
+    out = dict(kwargs)
+    prev_id = out.pop("previous_interaction_id")
+    model = out.get("model")
+    hist = history(store, prev_id, model=model, format="turns" if format == "turns" else "steps")
+    new = wire.normalize_input(out.get("input"))
+    out["input"] = hist.input + (wire.steps_to_turns(new) if format == "turns" else new)
+    for key in ("system_instruction", "tools", "generation_config"):
+        if key == "generation_config" and ("agent" in out or "agent_config" in out):
+            continue
+        if out.get(key) is None and getattr(hist, key) is not None:
+            out[key] = getattr(hist, key)
+    if "model" not in out and "agent" not in out and hist.model:
+        out["model"] = hist.model
+    log.debug("rebuilt %s: %d stored turns, %d steps", prev_id, hist.turns, len(hist.input))
+    return out
+
+
+# --- expiry ---------------------------------------------------------------------
+
+
+@dataclass
+class Expiring:
+    """A conversation whose newest live turn the server forgets soon."""
+
+    conversation_id: str
+    head_id: str
+    expires_at: datetime
+    model: str | None
+    turns: int
+
+
+def expiring(store: "Store", within: str | timedelta = "2d") -> Iterator[Expiring]:
+    """Conversations whose server state ends within ``within``, soonest first."""
+    horizon = _now() + parse_duration(within)
+    heads: dict[str, Expiring] = {}
+    for row in store.list(server_state="live"):
+        expires = _aware(row.expires_at)
+        if expires is None:
+            continue
+        cur = heads.get(row.conversation_id)
+        if cur is None:
+            heads[row.conversation_id] = Expiring(row.conversation_id, row.id, expires, row.model, 1)
+        else:
+            cur.turns += 1
+            if expires > cur.expires_at:
+                cur.expires_at, cur.head_id, cur.model = expires, row.id, row.model
+    yield from sorted((e for e in heads.values() if e.expires_at <= horizon), key=lambda e: e.expires_at)
+
+
+@dataclass
+class RefreshResult:
+    checked: int = 0
+    live: int = 0
+    gone: int = 0
+    completed: int = 0
+
+
+def refresh(store: "Store", client: Any, ids: list[str] | None = None) -> RefreshResult:
+    """Re-read interactions from the server with ``get`` on a recorded client.
+
+    The recorder updates each stored row from what ``get`` returns (background
+    results, status, usage) and marks the ones the server no longer has.
+    """
+    result = RefreshResult()
+    if ids is None:
+        ids = [row.id for row in store.list(server_state="live")]
+    for interaction_id in ids:
+        before = store.get(interaction_id)
+        result.checked += 1
+        try:
+            interaction = client.interactions.get(before.id)
+        except Exception as exc:  # noqa: BLE001 - the SDK's own classes differ by generation
+            if not is_lost_chain_error(exc):
+                raise
+            store.mark_server_state(before.id, "expired")
+            result.gone += 1
+            continue
+        result.live += 1
+        if before.status != "completed" and getattr(interaction, "status", None) == "completed":
+            result.completed += 1
+    return result
+
+
+# --- continuing a chain ---------------------------------------------------------
+
+
+def continue_chain(
+    store: "Store",
+    client: Any,
+    interaction_id: str,
+    text: str,
+    *,
+    model: str | None = None,
+    stream: bool = False,
+) -> Any:
+    """Send ``text`` as the next turn after ``interaction_id`` on a recorded client.
+
+    Server state is used while it lives; the recorder rebuilds the history from the
+    archive once it is gone. Returns the interaction, or the event stream.
+    """
+    row = store.get(interaction_id)
+    kwargs: dict[str, Any] = {"input": text, "previous_interaction_id": row.id}
+    if model:
+        kwargs["model"] = model
+    elif row.agent:
+        kwargs["agent"] = row.agent
+    else:
+        kwargs["model"] = row.model
+    request = row.request or {}
+    for key in ("system_instruction", "tools", "generation_config"):
+        if request.get(key) is not None and not (key == "generation_config" and "agent" in kwargs):
+            kwargs[key] = request[key]
+    if stream:
+        kwargs["stream"] = True
+    return client.interactions.create(**kwargs)
