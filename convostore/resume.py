@@ -218,3 +218,18 @@ def continue_chain(
     if stream:
         kwargs["stream"] = True
     return client.interactions.create(**kwargs)
+
+
+def chat_head(store: "Store", *, latest: bool = False, interaction_id: str | None = None) -> str | None:
+    """Where ``convostore chat`` picks up: a given chain's newest turn, the latest one, or nothing."""
+    if interaction_id:
+        row = store.get(interaction_id)
+        if row.id == row.conversation_id:
+            # A conversation id: continue its newest turn.
+            rows = list(store.list(conversation=row.conversation_id, limit=1))
+            return rows[0].id if rows else row.id
+        return row.id
+    if latest:
+        rows = list(store.list(limit=1))
+        return rows[0].id if rows else None
+    return None
