@@ -1,0 +1,61 @@
+"""Per-call context: which SDK call an HTTP exchange belongs to, and caller annotations.
+
+Both live in ``contextvars`` so they follow a thread and an asyncio task without
+locks: the transport hook reads them to attribute each exchange to the ``create``/``get``
+call that caused it, and ``annotate`` lets replay and resume label what gets recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Row fields ``annotate`` may set.
+ANNOTATION_FIELDS = frozenset({"labels", "replay_run_id", "source_id", "parent_id", "conversation_id", "link"})
+
+_ANNOTATIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "convostore_annotations", default=None
+)
+CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("convostore_call", default=None)
+
+
+@contextmanager
+def annotate(**fields: Any) -> Iterator[dict[str, Any]]:
+    """Merge ``fields`` into every row recorded inside the block (this thread / task only).
+
+    Nested blocks merge: inner fields win, ``labels`` dicts are merged key by key.
+    """
+    unknown = set(fields) - ANNOTATION_FIELDS
+    if unknown:
+        raise TypeError(f"annotate() got unknown field(s): {', '.join(sorted(unknown))}")
+    outer = _ANNOTATIONS.get() or {}
+    merged = {**outer, **fields}
+    if "labels" in fields and isinstance(outer.get("labels"), dict) and isinstance(fields["labels"], dict):
+        merged["labels"] = {**outer["labels"], **fields["labels"]}
+    token = _ANNOTATIONS.set(merged)
+    try:
+        yield merged
+    finally:
+        _ANNOTATIONS.reset(token)
+
+
+def current_annotations() -> dict[str, Any]:
+    """The annotations in force here (a fresh dict, safe to change)."""
+    return dict(_ANNOTATIONS.get() or {})
+
+
+@dataclass
+class Call:
+    """One SDK method call and the HTTP exchanges it made (hops, retries)."""
+
+    op: str  # create | get | delete | cancel
+    annotations: dict[str, Any]
+    stream: bool = False
+    hop_ids: list[str] = field(default_factory=list)
+    last_request: bytes | None = None
+    last_api_version: str | None = None
+    failures: list[BaseException] = field(default_factory=list)
+    recorded: int = 0

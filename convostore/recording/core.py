@@ -1,0 +1,305 @@
+"""The recorder: HTTP exchanges (from ``transport``) → rows in the store.
+
+One successful ``POST /interactions`` = one row; a continuation hop is its own row linked
+to the hop before it; a retried attempt (429/5xx) is never a row; a ``create`` that
+finally raises is one failed row. ``get`` refreshes a stored row, ``delete`` and a 404
+mark its server state, ``cancel`` updates its status.
+
+Store failures never break the application's call: they are logged on the ``convostore``
+logger, or, with ``strict=True``, raised once the SDK call returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from . import sse
+from .context import CURRENT_CALL, Call, current_annotations
+from .transport import Exchange
+
+log = logging.getLogger("convostore")
+
+#: Row fields a later ``get``/``cancel`` may refresh on a stored row.
+REFRESH_FIELDS = (
+    "status",
+    "response_json",
+    "output_steps",
+    "output_text",
+    "usage_json",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "updated",
+)
+
+
+def _loads(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """SDK kwargs (pydantic models, TypedDicts) as plain JSON values, for a failed attempt."""
+    return orjson.loads(orjson.dumps(value, default=_default))
+
+
+def _default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json", exclude_none=True, by_alias=True)
+        except TypeError:
+            return dump()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """Message, code and HTTP status of an SDK exception (either generation)."""
+    info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)[:4000]}
+    status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+    if isinstance(status, int):
+        info["status"] = status
+    body = getattr(exc, "body", None)
+    if isinstance(body, (bytes, str)):
+        body = _loads(body.encode() if isinstance(body, str) else body)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            if err.get("message"):
+                info["message"] = str(err["message"])[:4000]
+            code = err.get("code") or err.get("status")
+            if code is not None:
+                info["code"] = code
+    return info
+
+
+class Recorder:
+    """Turns observed exchanges into rows. One per recorded client."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        strict: bool = False,
+        resume: bool = True,
+        retention: Any = None,
+        labels: dict[str, Any] | list[str] | None = None,
+    ) -> None:
+        from ..records import row_from_exchange
+
+        self.store = store
+        self.strict = strict
+        self.resume = resume
+        self.retention = retention if retention is not None else getattr(store, "retention", "paid")
+        self.labels = labels
+        self._row = row_from_exchange
+
+    # --- transport callbacks ------------------------------------------------------------
+
+    def before_send(self, body: bytes, kind: tuple[str, str, str | None]) -> Call | None:
+        """The call an attempt belongs to; remembers its request for a failed record."""
+        call = CURRENT_CALL.get()
+        if call is not None and call.op == kind[0]:
+            call.last_request = body
+            call.last_api_version = kind[1]
+        return call
+
+    def on_exchange(self, ex: Exchange, call: Call | None) -> None:
+        """Record one exchange; never raises (see ``_failed``)."""
+        if call is not None and call.op != ex.op:
+            call = None  # e.g. a GET the SDK makes to resume a stream inside create()
+        try:
+            handler = getattr(self, "_on_" + ex.op)
+            handler(ex, call)
+        except Exception as exc:  # noqa: BLE001 - recording must not break the call
+            self._failed(exc, call)
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException, call: Call | None) -> None:
+        if self.strict and call is not None:
+            call.failures.append(exc)
+        elif self.strict:
+            log.error("convostore: recording failed: %s", exc, exc_info=exc)
+        else:
+            log.warning("convostore: recording failed, the call goes on unrecorded: %s", exc)
+
+    def raise_failures(self, call: Call) -> None:
+        """``strict=True``: re-raise the first store failure of a finished call."""
+        if call.failures:
+            exc = call.failures[0]
+            call.failures.clear()
+            from ..errors import StoreError
+
+            if isinstance(exc, StoreError):
+                raise exc
+            raise StoreError(f"convostore: recording failed: {exc}") from exc
+
+    # --- rows -----------------------------------------------------------------------------
+
+    def _extra(self, call: Call | None, hop_index: int) -> dict[str, Any]:
+        extra = dict(call.annotations) if call is not None else current_annotations()
+        if self.labels:
+            labels = extra.get("labels")
+            if isinstance(self.labels, dict) and isinstance(labels, dict):
+                extra["labels"] = {**self.labels, **labels}
+            elif labels is None:
+                extra["labels"] = self.labels
+        if hop_index and call is not None and call.hop_ids:
+            extra["parent_id"] = call.hop_ids[-1]
+            extra["link"] = "continuation"
+        return extra
+
+    def _build(
+        self,
+        request: dict[str, Any],
+        response: dict[str, Any] | None,
+        ex: Exchange | None,
+        call: Call | None,
+        *,
+        api_version: str,
+        hop_index: int = 0,
+        partial: bool = False,
+        error: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._row(
+            request,
+            response,
+            api_version=api_version,
+            recorded_at=datetime.now(timezone.utc),
+            latency_ms=ex.latency_ms if ex is not None else None,
+            stream=ex.stream if ex is not None else bool(call and call.stream),
+            error=error,
+            hop_index=hop_index,
+            partial=partial,
+            retention=self.retention,
+            extra=extra if extra is not None else self._extra(call, hop_index),
+        )
+
+    def _response(self, ex: Exchange) -> tuple[dict[str, Any] | None, bool]:
+        """The response body (assembled for a stream) and whether it is partial."""
+        if ex.stream:
+            body, terminal = sse.assemble(ex.response_body)
+            return body, not (ex.complete or terminal)
+        body = _loads(ex.response_body)
+        return (body if isinstance(body, dict) else None), False
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def _on_create(self, ex: Exchange, call: Call | None) -> None:
+        if not 200 <= ex.status < 300:
+            return  # a retried or failing attempt: the call's outcome decides
+        response, partial = self._response(ex)
+        if response is None or not response.get("id"):
+            return
+        request = _loads(ex.request_body)
+        if not isinstance(request, dict):
+            request = {}
+        hop_index = len(call.hop_ids) if call is not None else 0
+        row = self._build(request, response, ex, call, api_version=ex.api_version, hop_index=hop_index, partial=partial)
+        if partial:
+            row["partial"] = True
+            row["status"] = "incomplete"
+        self.store.save(row)
+        if call is not None:
+            call.hop_ids.append(row["id"])
+            call.recorded += 1
+
+    def _refresh(self, ex: Exchange, call: Call | None, response: dict[str, Any]) -> None:
+        """A later view of an interaction (GET, cancel): update it in place, or add it."""
+        from ..errors import NotFoundError
+
+        iid = response.get("id") or ex.interaction_id
+        row = self._build({}, response, ex, call, api_version=ex.api_version, extra=self._extra(call, 0))
+        try:
+            self.store.get(iid)
+        except NotFoundError:
+            row["server_state"] = "live"
+            self.store.save(row)
+            return
+        fields = {k: row[k] for k in REFRESH_FIELDS if k in row and row[k] is not None}
+        fields["server_state"] = "live"
+        self.store.update(iid, **fields)
+
+    def _on_get(self, ex: Exchange, call: Call | None) -> None:
+        if ex.status == 404 and ex.interaction_id:
+            self._mark(ex.interaction_id, "expired")
+            return
+        if not 200 <= ex.status < 300:
+            return
+        response, partial = self._response(ex)
+        if response is None or partial or not (response.get("id") or ex.interaction_id):
+            return
+        self._refresh(ex, call, response)
+
+    def _on_cancel(self, ex: Exchange, call: Call | None) -> None:
+        if not 200 <= ex.status < 300:
+            return
+        response, _ = self._response(ex)
+        if isinstance(response, dict) and (response.get("id") or ex.interaction_id):
+            self._refresh(ex, call, response)
+
+    def _on_delete(self, ex: Exchange, call: Call | None) -> None:
+        if 200 <= ex.status < 300 and ex.interaction_id:
+            self._mark(ex.interaction_id, "deleted")
+        elif ex.status == 404 and ex.interaction_id:
+            self._mark(ex.interaction_id, "expired")
+
+    def _mark(self, iid: str, state: str) -> None:
+        from ..errors import NotFoundError
+
+        try:
+            self.store.mark_server_state(iid, state)
+        except NotFoundError:
+            pass  # not ours to track
+
+    # --- failed attempts --------------------------------------------------------------------
+
+    def record_failure(self, call: Call, exc: BaseException, kwargs: dict[str, Any]) -> None:
+        """A ``create`` that raised: one row with the error, id ``local-<uuid>``."""
+        try:
+            request = _loads(call.last_request) if call.last_request else None
+            if not isinstance(request, dict):
+                request = _jsonable({k: v for k, v in kwargs.items() if k not in _CALL_ONLY_KWARGS})
+            hop_index = len(call.hop_ids)
+            extra = self._extra(call, hop_index)
+            extra["id"] = f"local-{uuid.uuid4()}"
+            extra["status"] = "failed"
+            row = self._build(
+                request,
+                None,
+                None,
+                call,
+                api_version=call.last_api_version or "v1",
+                hop_index=hop_index,
+                error=error_info(exc),
+                extra=extra,
+            )
+            row["id"] = extra["id"]
+            row["status"] = "failed"
+            self.store.save(row)
+        except Exception as store_exc:  # noqa: BLE001
+            if self.strict:
+                log.error("convostore: could not record a failed attempt: %s", store_exc)
+            else:
+                log.warning("convostore: could not record a failed attempt: %s", store_exc)
+
+
+#: SDK call options that are not part of the request body.
+_CALL_ONLY_KWARGS = frozenset(
+    {"extra_headers", "extra_query", "extra_body", "timeout", "api_version", "automatic_continuation", "request"}
+)
