@@ -1,0 +1,414 @@
+"""Re-running stored conversations against another model, turn by turn.
+
+**forced** mode: at turn k the target gets the original conversation's history up to
+turn k (as ``history`` builds it, thought signatures dropped for another model) plus
+the original user input of turn k, so every answer is comparable with the original.
+**free** mode: the target answers the original user inputs in order and builds its
+own conversation (chained on the server, or rebuilt from the archive when stateless).
+
+Every replayed turn is an ordinary recorded interaction, tagged with the run and the
+source turn it answers, so an interrupted run knows exactly what is already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .errors import ConvostoreError, NotFoundError
+from .history import history, turn_steps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+log = logging.getLogger("convostore")
+
+MODES = ("forced", "free")
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class ReplayRun:
+    """A replay run as stored: what was asked, and how it went."""
+
+    id: str
+    model: str
+    mode: str
+    status: str
+    heads: list[str]
+    settings: dict[str, Any]
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "mode": self.mode,
+            "status": self.status,
+            "heads": self.heads,
+            "settings": self.settings,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "summary": self.summary,
+        }
+
+
+@dataclass
+class _Turn:
+    source: Any  # the stored source row
+    inputs: list[dict[str, Any]]
+    index: int
+
+
+@dataclass
+class _Outcome:
+    source_id: str
+    replay_id: str | None
+    verdict: str  # ok | diverged | failed | skipped
+    latency_ms: float | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _run_from_row(row: Any) -> ReplayRun:
+    settings = dict(row.settings or {})
+    return ReplayRun(
+        id=row.id,
+        model=row.model,
+        mode=row.mode,
+        status=row.status,
+        heads=list(settings.get("heads") or [row.source_head_id]),
+        settings=settings,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        summary=dict(row.summary or {}),
+    )
+
+
+def source_head(store: "Store", interaction_id: str) -> Any:
+    """The turn a replay of ``interaction_id`` ends at.
+
+    Any stored interaction names the chain that ends there; a conversation's root
+    stands for its most recently recorded turn.
+    """
+    row = store.get(interaction_id)
+    if row.replay_run_id:
+        raise ConvostoreError(f"{row.id} is itself a replayed turn (run {row.replay_run_id}); replay its source instead")
+    if row.id == row.conversation_id:
+        latest = next(iter(store.list(conversation=row.id, replays=False, limit=1)), None)
+        if latest is not None:
+            return latest
+    return row
+
+
+def source_turns(store: "Store", head_id: str) -> list[_Turn]:
+    """The user turns of the chain ending at ``head_id``, continuation hops folded in."""
+    turns: list[_Turn] = []
+    for i, row in enumerate(store.chain(head_id)):
+        if row.link == "continuation" and turns:
+            continue
+        inputs, _ = turn_steps(row, first=i == 0)
+        turns.append(_Turn(source=row, inputs=inputs, index=len(turns)))
+    return turns
+
+
+def _calls(steps: Iterable[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(s.get("name"), s.get("arguments")) for s in steps if s.get("type") == "function_call"]
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status
+
+
+class _Replayer:
+    def __init__(
+        self,
+        store: "Store",
+        client: Any,
+        run: ReplayRun,
+        *,
+        max_attempts: int = 6,
+        backoff: float = 0.5,
+        on_turn: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.run = run
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.on_turn = on_turn
+        self.lock = threading.Lock()
+
+    # -- sending ------------------------------------------------------------
+
+    def _settings(self, source: Any) -> dict[str, Any]:
+        request = source.request or {}
+        out: dict[str, Any] = {}
+        for key in ("system_instruction", "tools", "generation_config"):
+            if request.get(key) is not None:
+                out[key] = request[key]
+        s = self.run.settings
+        if s.get("system_instruction") is not None:
+            out["system_instruction"] = s["system_instruction"]
+        config = dict(out.get("generation_config") or {})
+        if s.get("temperature") is not None:
+            config["temperature"] = s["temperature"]
+        for key, value in (s.get("overrides") or {}).items():
+            if key.startswith("generation_config."):
+                config[key.split(".", 1)[1]] = value
+            else:
+                out[key] = value
+        if config:
+            out["generation_config"] = config
+        return out
+
+    def _send(self, kwargs: dict[str, Any], annotations: dict[str, Any]) -> Any:
+        from .recorder import annotate
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with annotate(**annotations):
+                    return self.client.interactions.create(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - SDK error classes differ by generation
+                status = _status_of(exc)
+                if status not in RETRY_STATUSES or attempt >= self.max_attempts:
+                    raise
+                delay = _retry_after(exc)
+                if delay is None:
+                    delay = self.backoff * (2 ** (attempt - 1))
+                log.info("replay: %s from the server, retrying in %.1fs", status, delay)
+                time.sleep(min(delay, 60.0))
+
+    # -- one conversation ---------------------------------------------------
+
+    def conversation(self, head_id: str, done: dict[str, Any]) -> list[_Outcome]:
+        turns = source_turns(self.store, head_id)
+        run, model = self.run, self.run.model
+        outcomes: list[_Outcome] = []
+        prev_replay: str | None = None
+        conversation_id = f"replay:{run.id}:{head_id}"
+        pending_call_ids: dict[str, str] = {}
+        for turn in turns:
+            source = turn.source
+            if source.id in done:
+                prev_replay = done[source.id].id
+                pending_call_ids = self._call_map(source, done[source.id])
+                outcomes.append(_Outcome(source.id, prev_replay, "skipped"))
+                continue
+            annotations = {
+                "replay_run_id": run.id,
+                "source_id": source.id,
+                "conversation_id": conversation_id,
+                "parent_id": prev_replay,
+                "link": "replay",
+            }
+            settings = self._settings(source)
+            if run.mode == "forced":
+                if turn.index == 0:
+                    kwargs: dict[str, Any] = {"input": turn.inputs}
+                else:
+                    parent = turns[turn.index - 1].source
+                    kwargs = history(self.store, parent.id, model=model).create_kwargs()
+                    kwargs["input"] = kwargs["input"] + turn.inputs
+                    for key in ("system_instruction", "tools", "generation_config"):
+                        kwargs.pop(key, None)
+            else:
+                inputs = [self._remap_result(s, pending_call_ids) for s in turn.inputs]
+                kwargs = {"input": inputs}
+                if prev_replay:
+                    kwargs["previous_interaction_id"] = prev_replay
+            kwargs["model"] = model
+            kwargs.update(settings)
+            if run.settings.get("store") is False:
+                kwargs["store"] = False
+            started = time.perf_counter()
+            try:
+                interaction = self._send(kwargs, annotations)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("replay of %s failed: %s", source.id, exc)
+                outcomes.append(_Outcome(source.id, None, "failed"))
+                if self.on_turn:
+                    self.on_turn()
+                if run.mode == "free":
+                    break
+                continue
+            latency = (time.perf_counter() - started) * 1000
+            replayed = self.store.get(interaction.id)
+            verdict = "ok"
+            if _calls(replayed.output_steps or ()) != _calls(source.output_steps or ()):
+                verdict = "diverged"
+                self.store.update(replayed.id, labels={**(replayed.labels or {}), "replay_verdict": "diverged"})
+            outcomes.append(_Outcome(source.id, replayed.id, verdict, latency))
+            if self.on_turn:
+                self.on_turn()
+            prev_replay = replayed.id
+            pending_call_ids = self._call_map(source, replayed)
+            if verdict == "diverged" and run.mode == "free":
+                break
+        return outcomes
+
+    @staticmethod
+    def _call_map(source: Any, replayed: Any) -> dict[str, str]:
+        """The source's function call ids mapped to the target's, for supplying recorded results."""
+        src = [s for s in source.output_steps or () if s.get("type") == "function_call"]
+        dst = [s for s in replayed.output_steps or () if s.get("type") == "function_call"]
+        return {a.get("id"): b.get("id") for a, b in zip(src, dst) if a.get("id") and b.get("id")}
+
+    @staticmethod
+    def _remap_result(step: dict[str, Any], call_ids: dict[str, str]) -> dict[str, Any]:
+        if step.get("type") == "function_result" and step.get("call_id") in call_ids:
+            return {**step, "call_id": call_ids[step["call_id"]]}
+        return step
+
+
+def _completed_turns(store: "Store", run_id: str) -> dict[str, Any]:
+    """Source turn id → its completed replay turn in this run (what a resume must not resend)."""
+    done: dict[str, Any] = {}
+    for row in store.list(replay_run_id=run_id):
+        if row.source_id and row.status not in ("failed", "incomplete") and not row.partial:
+            done.setdefault(row.source_id, row)
+    return done
+
+
+def replay(
+    store: "Store",
+    ids: str | Iterable[str] | None = None,
+    *,
+    model: str | None = None,
+    mode: str = "forced",
+    client: Any = None,
+    concurrency: int = 4,
+    temperature: float | None = None,
+    system_instruction: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    store_remote: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    resume_run: str | None = None,
+    max_attempts: int = 6,
+    backoff: float = 0.5,
+) -> ReplayRun:
+    """Replay the chains ending at ``ids`` on ``model``; returns the stored run.
+
+    ``resume_run`` continues an interrupted run with its own settings, sending no
+    turn that already has a completed answer in that run.
+    """
+    if resume_run:
+        run = _run_from_row(store.get_run(resume_run))
+    else:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if not model:
+            raise ConvostoreError("replay needs a target model")
+        if ids is None:
+            raise ConvostoreError("nothing to replay: give interaction ids")
+        id_list = [ids] if isinstance(ids, str) else list(ids)
+        if not id_list:
+            raise ConvostoreError("nothing to replay: no interactions matched")
+        heads = [source_head(store, i).id for i in id_list]
+        settings = {
+            "heads": heads,
+            "temperature": temperature,
+            "system_instruction": system_instruction,
+            "overrides": overrides or {},
+            "store": store_remote,
+            "concurrency": concurrency,
+        }
+        first = store.get(heads[0])
+        row = store.create_run(
+            id=f"run-{uuid.uuid4().hex[:12]}",
+            source_conversation_id=first.conversation_id,
+            source_head_id=first.id,
+            model=model,
+            mode=mode,
+            settings=settings,
+            status="running",
+            created_at=_now(),
+        )
+        run = _run_from_row(row)
+    if client is None:
+        from .client import make_client
+
+        client = make_client(store)
+    done = _completed_turns(store, run.id) if resume_run else {}
+    total = sum(len(source_turns(store, h)) for h in run.heads)
+    finished = [len(done)]
+    lock = threading.Lock()
+
+    def tick() -> None:
+        with lock:
+            finished[0] += 1
+            if progress:
+                progress(finished[0], total)
+
+    if progress:
+        progress(finished[0], total)
+    store.update_run(run.id, status="running")
+    worker = _Replayer(store, client, run, max_attempts=max_attempts, backoff=backoff, on_turn=tick)
+    outcomes: list[_Outcome] = []
+    started = time.perf_counter()
+    status = "completed"
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            futures = [pool.submit(worker.conversation, head, done) for head in run.heads]
+            for future in as_completed(futures):
+                outcomes.extend(future.result())
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.verdict] = counts.get(o.verdict, 0) + 1
+        latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
+        summary = {
+            "conversations": len(run.heads),
+            "turns": total,
+            "sent": sum(1 for o in outcomes if o.verdict != "skipped"),
+            "verdicts": counts,
+            "elapsed_s": round(time.perf_counter() - started, 3),
+            "mean_latency_ms": round(sum(latencies) / len(latencies), 1) if latencies else None,
+        }
+        if status == "completed" and counts.get("failed"):
+            status = "completed_with_failures"
+        store.update_run(run.id, status=status, finished_at=_now(), summary=summary)
+    return _run_from_row(store.get_run(run.id))
+
+
+def list_runs(store: "Store") -> list[ReplayRun]:
+    """Every replay run, newest first."""
+    return [_run_from_row(r) for r in store.list_runs()]
+
+
+def get_run(store: "Store", run_id: str) -> ReplayRun:
+    try:
+        return _run_from_row(store.get_run(run_id))
+    except NotFoundError:
+        raise NotFoundError(f"no replay run {run_id!r}") from None
