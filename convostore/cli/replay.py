@@ -1,0 +1,104 @@
+"""`replay`, `runs`, `compare`: re-running conversations on other models and reading the results."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+import orjson
+
+from . import cli, open_store
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        try:
+            out[key] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not a date: {value!r} (use YYYY-MM-DD)", param_hint="--since") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@cli.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--model", "-m", help="Target model to replay on (required unless --resume).")
+@click.option("--mode", type=click.Choice(["forced", "free"]), default="forced", show_default=True, help="forced: original history at every turn; free: the target builds its own.")
+@click.option("--concurrency", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Turns or conversations in flight at once.")
+@click.option("--all", "all_", is_flag=True, help="Replay every stored conversation.")
+@click.option("--since", help="Replay conversations started on or after this date (YYYY-MM-DD).")
+@click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue an interrupted run; no completed turn is sent again.")
+@click.option("--temperature", type=float, help="Override the original turns' temperature.")
+@click.option("--system-instruction", help="Override the original turns' system instruction.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a request field (generation_config.top_p=0.5, ...).")
+@click.option("--no-store", is_flag=True, help="Send replayed turns with store=False (rebuilt from the archive).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.pass_context
+def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode: str, concurrency: int, all_: bool, since: str | None, resume_run: str | None, temperature: float | None, system_instruction: str | None, sets: tuple[str, ...], no_store: bool, as_json: bool) -> None:
+    """Replay stored conversations (the chains ending at IDS) on another model."""
+    from ..replay import replay
+
+    store = open_store(ctx)
+    targets: list[str] = list(ids)
+    if all_ or since:
+        targets += [row.id for row in store.conversations(since=_since(since) if since else None)]
+    if not resume_run and not model:
+        raise click.UsageError("--model is required (or --resume RUN_ID)")
+    with click.progressbar(length=1, label="replaying", file=click.get_text_stream("stderr")) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        run = replay(store, targets or None, model=model, mode=mode, concurrency=concurrency, temperature=temperature, system_instruction=system_instruction, overrides=_parse_set(sets), store_remote=not no_store, progress=progress, resume_run=resume_run)
+    if as_json:
+        click.echo(orjson.dumps(run.to_json(), option=orjson.OPT_INDENT_2, default=str).decode())
+        return
+    s = run.summary
+    click.echo(f"{run.id}  {run.status}  {run.model} ({run.mode})  {s.get('conversations')} conversations, {s.get('turns')} turns, sent {s.get('sent')}, verdicts {s.get('verdicts')}, {s.get('elapsed_s')} s")
+
+
+@cli.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def runs_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List replay runs, newest first."""
+    from ..replay import list_runs
+
+    for run in list_runs(open_store(ctx)):
+        if as_json:
+            click.echo(orjson.dumps(run.to_json(), default=str).decode())
+        else:
+            created = f"{run.created_at:%Y-%m-%d %H:%M}" if run.created_at else "-"
+            click.echo(f"{run.id}  {created}  {run.status:<12} {run.model} ({run.mode})  {len(run.heads)} conversations  {run.summary.get('verdicts', {})}")
+
+
+@cli.command("compare")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "html"]), default="table", show_default=True, help="Output format; html is one self-contained file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.pass_context
+def compare_cmd(ctx: click.Context, refs: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """Compare a conversation (any interaction of it) or RUN ids with the original, turn by turn."""
+    from ..compare import compare
+    from ..report import render
+
+    text = render(compare(open_store(ctx), *refs), format=fmt)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
