@@ -182,6 +182,8 @@ class _Replayer:
         for key, value in (s.get("overrides") or {}).items():
             if key.startswith("generation_config."):
                 config[key.split(".", 1)[1]] = value
+            elif value is None:
+                out.pop(key, None)
             else:
                 out[key] = value
         if config:

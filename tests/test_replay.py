@@ -1,0 +1,140 @@
+"""Replay stored conversations on another model, and compare the runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+import convostore
+from convostore import wire
+from convostore.compare import compare, similarity
+from convostore.replay import replay
+from convostore.report import render
+
+SOURCE = "gemini-2.5-flash"
+TARGET = "gemini-2.5-pro"
+TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+
+
+@pytest.fixture
+def rc(client, store):
+    return convostore.record(client, store=store)
+
+
+def _conversation(rc):
+    t1 = rc.interactions.create(model=SOURCE, input="Hi, my name is Karthik.")
+    t2 = rc.interactions.create(model=SOURCE, input="I like cricket.", previous_interaction_id=t1.id)
+    t3 = rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t2.id)
+    return [t1, t2, t3]
+
+
+def _creates_since(sandbox, n):
+    return sandbox.requests[n:]
+
+
+def test_forced_mode_sends_the_original_history_at_every_turn(rc, store, sandbox):
+    src = _conversation(rc)
+    n = len(sandbox.requests)
+    run = replay(store, src[-1].id, model=TARGET, mode="forced", client=rc, concurrency=1)
+    sent = _creates_since(sandbox, n)
+    assert len(sent) == 3
+    assert all(body["model"] == TARGET and "previous_interaction_id" not in body for body in sent)
+    # Turn k carries the ORIGINAL answers of turns 1..k-1.
+    originals = [store.get(t.id).output_text for t in src]
+    for k, body in enumerate(sent):
+        steps = wire.normalize_input(body["input"])
+        assert wire.output_text(steps).split("\n") == (originals[:k] if k else [""])
+    replayed = list(store.list(replay_run_id=run.id))
+    assert len(replayed) == 3 and {r.source_id for r in replayed} == {t.id for t in src}
+    assert "Karthik" in next(r for r in replayed if r.source_id == src[2].id).output_text
+    assert run.status == "completed"
+    # Replayed turns stay out of the original conversation.
+    assert all(r.conversation_id != src[0].id for r in replayed)
+    assert [r.id for r in store.tree(src[0].id)] == [t.id for t in src]
+
+
+def test_free_mode_builds_its_own_chain(rc, store, sandbox):
+    src = _conversation(rc)
+    n = len(sandbox.requests)
+    run = replay(store, src[-1].id, model=TARGET, mode="free", client=rc)
+    sent = _creates_since(sandbox, n)
+    replayed = {r.source_id: r for r in store.list(replay_run_id=run.id)}
+    assert "previous_interaction_id" not in sent[0]
+    assert sent[1]["previous_interaction_id"] == replayed[src[0].id].id
+    assert sent[2]["previous_interaction_id"] == replayed[src[1].id].id
+    assert "Karthik" in replayed[src[2].id].output_text
+
+
+def test_function_call_matched_gets_the_recorded_result(rc, store, sandbox):
+    t1 = rc.interactions.create(model=SOURCE, input="Please use get_weather for Paris.", tools=TOOLS)
+    call = next(s for s in store.get(t1.id).output_steps if s["type"] == "function_call")
+    t2 = rc.interactions.create(model=SOURCE, tools=TOOLS, previous_interaction_id=t1.id,
+                                input=[{"type": "function_result", "call_id": call["id"], "name": "get_weather", "result": "sunny, 21C"}])
+    n = len(sandbox.requests)
+    run = replay(store, t2.id, model=TARGET, mode="free", client=rc)
+    sent = _creates_since(sandbox, n)
+    replayed = {r.source_id: r for r in store.list(replay_run_id=run.id)}
+    assert (replayed[t1.id].labels or {}).get("replay_verdict") != "diverged"
+    target_call = next(s for s in replayed[t1.id].output_steps if s["type"] == "function_call")
+    result = wire.normalize_input(sent[1]["input"])[0]
+    assert result["type"] == "function_result" and result["result"] == "sunny, 21C"
+    assert result["call_id"] == target_call["id"]
+    assert "sunny" in replayed[t2.id].output_text
+
+
+def test_function_call_departed_is_marked_diverged_and_free_mode_stops(rc, store, sandbox):
+    t1 = rc.interactions.create(model=SOURCE, input="Please use get_weather for Paris.", tools=TOOLS)
+    call = next(s for s in store.get(t1.id).output_steps if s["type"] == "function_call")
+    t2 = rc.interactions.create(model=SOURCE, tools=TOOLS, previous_interaction_id=t1.id,
+                                input=[{"type": "function_result", "call_id": call["id"], "name": "get_weather", "result": "sunny"}])
+    run = replay(store, t2.id, model=TARGET, mode="free", client=rc, overrides={"tools": None})
+    rows = list(store.list(replay_run_id=run.id))
+    assert len(rows) == 1  # stopped at the divergence
+    assert rows[0].labels.get("replay_verdict") == "diverged"
+    assert run.summary["verdicts"].get("diverged") == 1
+    c = compare(store, run.id)
+    assert c.turns[0].replays[run.id].status == "diverged"
+    assert c.turns[1].replays[run.id].status == "missing"
+
+
+def test_injected_faults_are_retried(rc, store, sandbox):
+    src = _conversation(rc)
+    sandbox.fail(503, 2)
+    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01)
+    assert run.summary["verdicts"] == {"ok": 3}
+    sandbox.fail(429, 2)
+    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01)
+    assert run.summary["verdicts"] == {"ok": 3}
+
+
+def test_compare_in_every_format(rc, store, sandbox, tmp_path):
+    src = _conversation(rc)
+    run = replay(store, src[-1].id, model=TARGET, client=rc)
+    c = compare(store, src[1].id)  # any interaction of the source chain finds its runs
+    assert [r.id for r in c.runs] == [run.id]
+    assert len(c.turns) == 3
+    for t in c.turns:
+        assert 0.0 <= t.replays[run.id].similarity <= 1.0
+    table = render(c, "table")
+    assert "What is my name?" in table and TARGET in table
+    md = render(c, "markdown")
+    assert md.count("\n| ") >= 4
+    data = orjson.loads(render(c, "json"))
+    assert len(data["turns"]) == 3 and run.id in data["totals"]
+    page = render(c, "html")
+    assert page.count('class="turn"') == 3 and "<svg" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_similarity_is_symmetric_bounded_and_exact_on_equal_text():
+    assert similarity("a b c", "a b c") == 1.0
+    assert similarity("a b c", "x y z") == 0.0
+    assert similarity("the cat sat", "the dog sat") == similarity("the dog sat", "the cat sat")
