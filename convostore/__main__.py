@@ -1,0 +1,5 @@
+"""`python -m convostore` runs the CLI."""
+
+from .cli import main
+
+main()
