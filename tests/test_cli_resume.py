@@ -112,8 +112,9 @@ def test_chat_in_a_terminal(env, client, sandbox):
 
     try:
         read_until(b"> ")
+        transcript = b""
         os.write(fd, b"Hi, my name is Grace.\n")
-        read_until(b"> ", 30)
+        read_until(b"\n> ", 30)
         transcript = b""
         os.write(fd, b"What is my name?\n")
         read_until(b"Grace")
