@@ -138,3 +138,50 @@ def test_similarity_is_symmetric_bounded_and_exact_on_equal_text():
     assert similarity("a b c", "a b c") == 1.0
     assert similarity("a b c", "x y z") == 0.0
     assert similarity("the cat sat", "the dog sat") == similarity("the dog sat", "the cat sat")
+
+
+def test_a_killed_run_resumes_without_resending_completed_turns(store, tmp_path):
+    """A replay process killed midway (SIGKILL) is continued with --resume RUN_ID."""
+    import signal
+    import time
+
+    from google import genai
+    from google.genai import types
+
+    from convostore.sandbox import Sandbox
+
+    if store.url.startswith("postgresql"):
+        db = store.url
+    else:
+        db = store.url.removeprefix("sqlite:///")
+    with Sandbox(latency=150) as sb:
+        rc = convostore.record(genai.Client(api_key="k", http_options=types.HttpOptions(base_url=sb.base_url)), store=store)
+        prev = None
+        for i in range(6):
+            kwargs = {"previous_interaction_id": prev} if prev else {}
+            prev = rc.interactions.create(model=SOURCE, input=f"turn {i}: my name is Ada", **kwargs).id
+        env = dict(os.environ, GEMINI_API_KEY="k", GOOGLE_GEMINI_BASE_URL=sb.base_url)
+        proc = subprocess.Popen([sys.executable, "-m", "convostore", "--db", db, "replay", prev, "--model", TARGET, "--concurrency", "1"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        run_id = None
+        while time.monotonic() < deadline:
+            runs = store.list_runs()
+            if runs:
+                run_id = runs[0].id
+                if len(list(store.list(replay_run_id=run_id))) >= 2:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert run_id is not None
+        done_before = {r.source_id for r in store.list(replay_run_id=run_id) if r.status == "completed"}
+        assert 2 <= len(done_before) < 6
+        sent_before = sum(1 for b in sb.requests if b.get("model") == TARGET)
+
+        run = replay(store, resume_run=run_id, client=rc)
+        sent_after = sum(1 for b in sb.requests if b.get("model") == TARGET) - sent_before
+        assert sent_after == 6 - len(done_before)  # no completed turn sent again
+        rows = [r for r in store.list(replay_run_id=run_id) if r.status == "completed"]
+        assert sorted(r.source_id for r in rows) == sorted({r.source_id for r in rows})  # one answer per turn
+        assert len(rows) == 6 and run.status == "completed"
