@@ -1,0 +1,672 @@
+"""The archive: every read and write of interactions, media and replay runs.
+
+The store knows nothing of the SDK. Writes go through SQLAlchemy Core (no ORM objects
+on the hot path); a save costs one parent lookup and one statement, whatever the
+chain's length. Reads that could be large (listings, exports) stream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import Integer, and_, column, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import wire
+from ..errors import ChainCycleError, NotFoundError, StoreError
+from . import engine as _engine
+from .models import Interaction, Media, ReplayRun
+
+T = Interaction.__table__
+M = Media.__table__
+R = ReplayRun.__table__
+
+#: JSON columns: row key → column name.
+_JSON = {
+    "request": "request_json",
+    "response": "response_json",
+    "input_steps": "input_steps",
+    "output_steps": "output_steps",
+    "usage": "usage_json",
+    "labels": "labels",
+    "error": "error",
+}
+_COLUMNS = frozenset(T.c.keys())
+_RUN_JSON = ("settings", "summary")
+MAX_DEPTH = 1_000_000
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, default=str).decode()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Row:
+    """One stored interaction. JSON columns are parsed on first access."""
+
+    id: str
+    conversation_id: str
+    parent_id: str | None
+    previous_interaction_id: str | None
+    link: str | None
+    model: str | None
+    agent: str | None
+    status: str | None
+    partial: bool
+    store: bool
+    background: bool
+    stream: bool
+    request_json: str | None
+    response_json: str | None
+    input_steps_json: str | None
+    output_steps_json: str | None
+    input_text: str | None
+    output_text: str | None
+    usage_json: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    created: datetime | None
+    updated: datetime | None
+    recorded_at: datetime | None
+    latency_ms: float | None
+    expires_at: datetime | None
+    server_state: str | None
+    labels_json: str | None
+    error_json: str | None
+    context_hash: str | None
+    hop_index: int
+    api_version: str | None
+    replay_run_id: str | None
+    source_id: str | None
+    depth: int = 0
+    _media: Any = None
+
+    def _json(self, raw: str | None) -> Any:
+        if raw is None:
+            return None
+        value = orjson.loads(raw)
+        if self._media is not None and "convostore-media:" in raw:
+            value = wire.join_media(value, self._media)
+        return value
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self._json(self.request_json) or {}
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        return self._json(self.response_json)
+
+    @property
+    def input_steps(self) -> list[dict[str, Any]]:
+        return self._json(self.input_steps_json) or []
+
+    @property
+    def output_steps(self) -> list[dict[str, Any]]:
+        return self._json(self.output_steps_json) or []
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return self._json(self.usage_json)
+
+    @property
+    def labels(self) -> dict[str, Any] | None:
+        return self._json(self.labels_json)
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self._json(self.error_json)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The shape the CLI's ``--json`` prints."""
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "parent_id": self.parent_id,
+            "previous_interaction_id": self.previous_interaction_id,
+            "link": self.link,
+            "model": self.model,
+            "agent": self.agent,
+            "status": self.status,
+            "partial": self.partial,
+            "store": self.store,
+            "background": self.background,
+            "stream": self.stream,
+            "input_text": self.input_text,
+            "output_text": self.output_text,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "created": self.created,
+            "updated": self.updated,
+            "recorded_at": self.recorded_at,
+            "latency_ms": self.latency_ms,
+            "expires_at": self.expires_at,
+            "server_state": self.server_state,
+            "labels": self.labels,
+            "error": self.error,
+            "hop_index": self.hop_index,
+            "api_version": self.api_version,
+            "replay_run_id": self.replay_run_id,
+            "source_id": self.source_id,
+        }
+
+
+_ROW_FIELDS = [f.name for f in fields(Row) if not f.name.startswith("_") and f.name != "depth"]
+_SELECT_COLUMNS = [T.c[name] for name in T.c.keys()]
+_TYPED = [column(c.name, c.type) for c in _SELECT_COLUMNS]
+
+
+@dataclass
+class Run:
+    id: str
+    source_conversation_id: str | None
+    source_head_id: str | None
+    model: str | None
+    agent: str | None
+    mode: str
+    settings: dict[str, Any]
+    status: str
+    created_at: datetime | None
+    finished_at: datetime | None
+    summary: dict[str, Any]
+
+
+class Store:
+    """A convostore archive on SQLite (default) or PostgreSQL.
+
+    ``url``: a SQLAlchemy URL or a file path; default ``$CONVOSTORE_DB``, else a file
+    in the user data directory. The schema is migrated to head on open.
+    """
+
+    def __init__(self, url: str | os.PathLike[str] | None = None, *, retention: Any = "paid", migrate: bool = True) -> None:
+        self.url = _engine.resolve_url(url)
+        self.retention = retention
+        self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self._lock = threading.Lock()
+        self._engine: Engine | None = _engine.create(self.url)
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            if migrate and _engine.current_revision(self._engine) != _engine.SCHEMA_HEAD:
+                _engine.upgrade(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            self._engine = None
+            raise StoreError(f"cannot open database {self.display_url}: {_reason(exc)}") from exc
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def path(self) -> str | None:
+        """The SQLite file, if this store is one."""
+        return make_url(self.url).database if self.dialect == "sqlite" else None
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise StoreError(f"the store {self.display_url} is closed")
+        return self._engine
+
+    def upgrade(self) -> str:
+        """Apply pending migrations; returns the schema revision."""
+        try:
+            _engine.upgrade(self.engine)
+            return _engine.current_revision(self.engine) or ""
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot upgrade {self.display_url}: {_reason(exc)}") from exc
+
+    def _begin(self) -> Any:
+        try:
+            return self.engine.begin()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
+
+    def _connect(self) -> Any:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read {self.display_url}: {_reason(exc)}") from exc
+
+    # --- writes --------------------------------------------------------------------
+
+    def _values(self, row: Mapping[str, Any], conn: Connection) -> dict[str, Any]:
+        """Column values for a row dict; inline media moved to the media table."""
+        values: dict[str, Any] = {}
+        for key, value in row.items():
+            column = _JSON.get(key, key)
+            if column not in _COLUMNS:
+                continue
+            if key in _JSON:
+                if isinstance(value, (str, bytes)) and key in ("request", "response"):
+                    value = orjson.loads(value)
+                raw = _dumps(value)
+                if raw is not None and len(raw) >= wire.MEDIA_MIN_CHARS and wire.has_media(raw):
+                    split, found = wire.split_media(value)
+                    if found:
+                        self._put_media(conn, found)
+                        raw = _dumps(split)
+                value = raw
+            elif isinstance(value, datetime):
+                value = _utc(value)
+            values[column] = value
+        return values
+
+    def _put_media(self, conn: Connection, found: Mapping[str, tuple[str | None, str]]) -> None:
+        existing = set(conn.execute(select(M.c.sha256).where(M.c.sha256.in_(list(found)))).scalars())
+        new = [{"sha256": h, "mime_type": m, "data": d, "size": len(d)} for h, (m, d) in found.items() if h not in existing]
+        if new:
+            conn.execute(insert(M), new)
+
+    def save(self, row: Mapping[str, Any]) -> Row:
+        """Insert an interaction, or merge into the stored one with the same id.
+
+        Linking on insert: an explicit ``parent_id``; else a stored
+        ``previous_interaction_id`` (link ``server``); else, for a stateless call whose
+        input repeats history, the stored turn whose context hash matches it (link
+        ``stateless``); else a new conversation (link ``root``).
+        """
+        if not row.get("id"):
+            raise StoreError("an interaction needs an id")
+        try:
+            with self._begin() as conn:
+                self._save(conn, row)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
+        return self.get(row["id"])
+
+    def save_quiet(self, row: Mapping[str, Any]) -> None:
+        """``save`` without reading the row back: the recorder's hot path."""
+        if not row.get("id"):
+            raise StoreError("an interaction needs an id")
+        try:
+            with self._begin() as conn:
+                self._save(conn, row)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
+
+    def _save(self, conn: Connection, row: Mapping[str, Any]) -> None:
+        existing = conn.execute(select(T.c.id).where(T.c.id == row["id"])).first()
+        if existing is not None:
+            values = {k: v for k, v in self._values(row, conn).items() if v is not None and k != "id"}
+            if values:
+                conn.execute(update(T).where(T.c.id == row["id"]).values(**values))
+            return
+        values = self._values(row, conn)
+        self._link(conn, row, values)
+        values.setdefault("recorded_at", datetime.now(timezone.utc))
+        for flag in ("partial", "store", "background", "stream"):
+            if values.get(flag) is None:
+                values[flag] = flag == "store"
+        if values.get("hop_index") is None:
+            values["hop_index"] = 0
+        conn.execute(insert(T).values(**values))
+
+    def _link(self, conn: Connection, row: Mapping[str, Any], values: dict[str, Any]) -> None:
+        inputs = row.get("input_steps") or []
+        outputs = row.get("output_steps") or []
+        history, _ = wire.split_history(list(inputs))
+        parent_id = row.get("parent_id")
+        link = row.get("link")
+        parent = None
+        if parent_id:
+            parent = self._parent(conn, parent_id)
+            link = link or ("server" if row.get("previous_interaction_id") == parent_id else "rebuilt")
+        elif link or row.get("conversation_id"):
+            pass  # the caller decided (replays, imports)
+        elif row.get("previous_interaction_id"):
+            parent_id = row["previous_interaction_id"]
+            parent = self._parent(conn, parent_id)
+            link = "server"
+        elif history:
+            wanted = wire.context_hash(None, history)
+            match = conn.execute(
+                select(T.c.id, T.c.conversation_id, T.c.context_hash)
+                .where(T.c.context_hash == wanted, T.c.replay_run_id.is_(None))
+                .order_by(T.c.recorded_at.desc())
+                .limit(1)
+            ).first()
+            if match is not None:
+                parent_id, parent, link = match.id, match, "stateless"
+        if parent is not None:
+            conversation = parent.conversation_id
+            ctx = wire.context_hash(None, list(inputs) + list(outputs)) if history else wire.context_hash(parent.context_hash, list(inputs) + list(outputs))
+        else:
+            conversation = row.get("conversation_id") or parent_id or row["id"]
+            ctx = wire.context_hash(None, list(inputs) + list(outputs))
+        values["parent_id"] = parent_id
+        values["link"] = link or ("server" if parent_id else "root")
+        values["conversation_id"] = row.get("conversation_id") or conversation
+        values.setdefault("context_hash", row.get("context_hash") or ctx)
+        if values.get("context_hash") is None:
+            values["context_hash"] = ctx
+
+    @staticmethod
+    def _parent(conn: Connection, parent_id: str) -> Any:
+        return conn.execute(
+            select(T.c.id, T.c.conversation_id, T.c.context_hash).where(T.c.id == parent_id)
+        ).first()
+
+    def update(self, interaction_id: str, **fields_: Any) -> Row:
+        """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
+        with self._begin() as conn:
+            values = self._values(fields_, conn)
+            values.pop("id", None)
+            result = conn.execute(update(T).where(T.c.id == interaction_id).values(**values)) if values else None
+            if result is not None and result.rowcount == 0:
+                raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+        return self.get(interaction_id)
+
+    def mark_server_state(self, interaction_id: str, state: str) -> None:
+        """Record what the server knows of an interaction: live, expired, deleted, not_stored."""
+        with self._begin() as conn:
+            result = conn.execute(update(T).where(T.c.id == interaction_id).values(server_state=state))
+            if result.rowcount == 0:
+                raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+
+    # --- reads ---------------------------------------------------------------------
+
+    def _media_lookup(self) -> Any:
+        def lookup(digest: str) -> str | None:
+            with self._connect() as conn:
+                return conn.execute(select(M.c.data).where(M.c.sha256 == digest)).scalar()
+
+        return lookup
+
+    def _row(self, r: Any, depth: int = 0) -> Row:
+        m = r._mapping
+        row = Row(
+            **{name: m[_COLUMN_FOR_FIELD[name]] for name in _ROW_FIELDS},
+            depth=depth,
+            _media=self._media_lookup(),
+        )
+        for attr in ("created", "updated", "recorded_at", "expires_at"):
+            setattr(row, attr, _utc(getattr(row, attr)))
+        return row
+
+    def get(self, interaction_id: str) -> Row:
+        """One interaction by id, or by a unique id prefix."""
+        with self._connect() as conn:
+            r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == interaction_id)).first()
+            if r is None and len(interaction_id) >= 6:
+                found = conn.execute(
+                    select(*_SELECT_COLUMNS).where(T.c.id.startswith(interaction_id, autoescape=True)).limit(2)
+                ).all()
+                if len(found) == 1:
+                    r = found[0]
+                elif len(found) > 1:
+                    raise NotFoundError(f"{interaction_id!r} matches more than one interaction; give more of the id")
+        if r is None:
+            raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+        return self._row(r)
+
+    def exists(self, interaction_id: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
+
+    def chain(self, interaction_id: str) -> list[Row]:
+        """The interaction and its ancestors, root first, in one recursive query."""
+        head = self.get(interaction_id)
+        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        sql = text(
+            f"""
+            WITH RECURSIVE anc(id, parent_id, depth, path) AS (
+                SELECT id, parent_id, 0, ',' || id || ',' FROM interaction WHERE id = :id
+                UNION ALL
+                SELECT i.id, i.parent_id, anc.depth + 1, anc.path || i.id || ','
+                FROM interaction i JOIN anc ON i.id = anc.parent_id
+                WHERE anc.depth < :max_depth AND position(',' || i.id || ',' in anc.path) = 0
+            )
+            SELECT {cols}, anc.depth AS depth
+            FROM anc JOIN interaction i ON i.id = anc.id ORDER BY anc.depth DESC
+            """
+            if self.dialect == "postgresql"
+            else f"""
+            WITH RECURSIVE anc(id, parent_id, depth, path) AS (
+                SELECT id, parent_id, 0, ',' || id || ',' FROM interaction WHERE id = :id
+                UNION ALL
+                SELECT i.id, i.parent_id, anc.depth + 1, anc.path || i.id || ','
+                FROM interaction i JOIN anc ON i.id = anc.parent_id
+                WHERE anc.depth < :max_depth AND instr(anc.path, ',' || i.id || ',') = 0
+            )
+            SELECT {cols}, anc.depth AS depth FROM anc JOIN interaction i ON i.id = anc.id ORDER BY anc.depth DESC
+            """
+        )
+        sql = sql.columns(*_TYPED, column("depth", Integer))
+        with self._connect() as conn:
+            rows = conn.execute(sql, {"id": head.id, "max_depth": MAX_DEPTH}).all()
+        result = [self._row(r) for r in rows]
+        root = result[0]
+        if root.parent_id is not None and any(r.id == root.parent_id for r in result):
+            raise ChainCycleError(f"the chain ending at {head.id} loops back on itself at {root.parent_id}")
+        return result
+
+    def children(self, interaction_id: str) -> list[Row]:
+        with self._connect() as conn:
+            rows = conn.execute(select(*_SELECT_COLUMNS).where(T.c.parent_id == interaction_id).order_by(T.c.recorded_at)).all()
+        return [self._row(r) for r in rows]
+
+    def tree(self, interaction_id: str) -> list[Row]:
+        """The whole conversation, parents before children (depth-first), with ``depth`` set."""
+        row = self.get(interaction_id)
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(*_SELECT_COLUMNS).where(T.c.conversation_id == row.conversation_id).order_by(T.c.recorded_at, T.c.id)
+            ).all()
+        by_parent: dict[str | None, list[Any]] = {}
+        ids = {r.id for r in rows}
+        for r in rows:
+            by_parent.setdefault(r.parent_id if r.parent_id in ids else None, []).append(r)
+        out: list[Row] = []
+        seen: set[str] = set()
+        stack = [(r, 0) for r in reversed(by_parent.get(None, []))]
+        while stack:
+            r, depth = stack.pop()
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            out.append(self._row(r, depth))
+            stack.extend((c, depth + 1) for c in reversed(by_parent.get(r.id, [])))
+        return out
+
+    def list(
+        self,
+        *,
+        conversation: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        server_state: str | None = None,
+        since: datetime | None = None,
+        replay_run_id: str | None = None,
+        source_id: str | None = None,
+        replays: bool = True,
+        limit: int | None = None,
+        oldest_first: bool = False,
+    ) -> Iterator[Row]:
+        """Interactions, newest first, streamed from the database."""
+        q = select(*_SELECT_COLUMNS)
+        conds = []
+        if conversation:
+            conds.append(T.c.conversation_id == conversation)
+        if model:
+            conds.append(T.c.model == model)
+        if status:
+            conds.append(T.c.status == status)
+        if server_state:
+            conds.append(T.c.server_state == server_state)
+        if since:
+            conds.append(T.c.recorded_at >= _utc(since))
+        if replay_run_id:
+            conds.append(T.c.replay_run_id == replay_run_id)
+        if source_id:
+            conds.append(T.c.source_id == source_id)
+        if not replays:
+            conds.append(T.c.replay_run_id.is_(None))
+        if conds:
+            q = q.where(and_(*conds))
+        order = (T.c.recorded_at, T.c.id) if oldest_first else (T.c.recorded_at.desc(), T.c.id.desc())
+        q = q.order_by(*order)
+        if limit:
+            q = q.limit(limit)
+        return self._stream(q)
+
+    def _stream(self, q: Any) -> Iterator[Row]:
+        with self._connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=500).execute(q)
+            for r in result:
+                yield self._row(r)
+
+    def iter_all(self) -> Iterator[Row]:
+        """Every interaction, oldest first, streamed (exports)."""
+        return self.list(oldest_first=True)
+
+    def conversations(self, *, since: datetime | None = None) -> Iterator[Row]:
+        """The newest recorded turn of each original (non-replay) conversation."""
+        sub = select(T.c.conversation_id, func.max(T.c.recorded_at).label("latest")).where(T.c.replay_run_id.is_(None))
+        if since:
+            sub = sub.where(T.c.recorded_at >= _utc(since))
+        sub = sub.group_by(T.c.conversation_id).subquery()
+        q = (
+            select(*_SELECT_COLUMNS)
+            .join(sub, and_(T.c.conversation_id == sub.c.conversation_id, T.c.recorded_at == sub.c.latest))
+            .where(T.c.replay_run_id.is_(None), T.c.status != "failed")
+            .order_by(T.c.recorded_at)
+        )
+        seen: set[str] = set()
+        for row in self._stream(q):
+            if row.conversation_id not in seen:
+                seen.add(row.conversation_id)
+                yield row
+
+    def search(self, query: str, *, limit: int = 50) -> list[Row]:
+        """Full-text search over input and output text; user text is never FTS syntax."""
+        words = re.findall(r"\w+", query, flags=re.UNICODE)
+        if not words:
+            return []
+        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        if self.dialect == "sqlite":
+            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+            sql = text(
+                f"SELECT {cols} FROM interaction_fts f JOIN interaction i ON i.rowid = f.rowid "
+                "WHERE interaction_fts MATCH :q ORDER BY f.rank LIMIT :limit"
+            )
+            params: dict[str, Any] = {"q": match, "limit": limit}
+        else:
+            sql = text(
+                f"SELECT {cols} FROM interaction i WHERE i.search_vector @@ plainto_tsquery('simple', :q) "
+                "ORDER BY ts_rank(i.search_vector, plainto_tsquery('simple', :q)) DESC, i.recorded_at DESC LIMIT :limit"
+            )
+            params = {"q": " ".join(words), "limit": limit}
+        with self._connect() as conn:
+            return [self._row(r) for r in conn.execute(sql.columns(*_TYPED), params).all()]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by model, status and server state; tokens; conversations."""
+        with self._connect() as conn:
+            total = conn.execute(select(func.count()).select_from(T)).scalar() or 0
+            conversations = conn.execute(select(func.count(func.distinct(T.c.conversation_id)))).scalar() or 0
+            tokens = conn.execute(select(func.coalesce(func.sum(T.c.total_tokens), 0))).scalar() or 0
+
+            def by(col: Any) -> dict[str, int]:
+                return {str(k): v for k, v in conn.execute(select(col, func.count()).group_by(col).order_by(func.count().desc())).all()}
+
+            media = conn.execute(select(func.count(), func.coalesce(func.sum(M.c.size), 0)).select_from(M)).first()
+            runs = conn.execute(select(func.count()).select_from(R)).scalar() or 0
+            first_last = conn.execute(select(func.min(T.c.recorded_at), func.max(T.c.recorded_at))).first()
+            groups = {"by_model": by(T.c.model), "by_status": by(T.c.status), "by_server_state": by(T.c.server_state)}
+        size = None
+        if self.path and os.path.exists(self.path):
+            size = os.path.getsize(self.path)
+        return {
+            "database": self.display_url,
+            "interactions": total,
+            "conversations": conversations,
+            "total_tokens": int(tokens),
+            **groups,
+            "media": {"items": media[0], "bytes": int(media[1])},
+            "replay_runs": runs,
+            "first_recorded": _utc(first_last[0]),
+            "last_recorded": _utc(first_last[1]),
+            "file_bytes": size,
+        }
+
+    # --- replay runs ----------------------------------------------------------------
+
+    def create_run(self, **values: Any) -> Run:
+        values = {k: (_dumps(v) if k in _RUN_JSON else v) for k, v in values.items() if k in R.c}
+        values.setdefault("created_at", datetime.now(timezone.utc))
+        with self._begin() as conn:
+            conn.execute(insert(R).values(**values))
+        return self.get_run(values["id"])
+
+    def update_run(self, run_id: str, **values: Any) -> Run:
+        values = {k: (_dumps(v) if k in _RUN_JSON else v) for k, v in values.items() if k in R.c and k != "id"}
+        with self._begin() as conn:
+            if conn.execute(update(R).where(R.c.id == run_id).values(**values)).rowcount == 0:
+                raise NotFoundError(f"no replay run {run_id!r}")
+        return self.get_run(run_id)
+
+    def _run(self, r: Any) -> Run:
+        m = dict(r._mapping)
+        for k in _RUN_JSON:
+            m[k] = orjson.loads(m[k]) if m[k] else {}
+        m["created_at"], m["finished_at"] = _utc(m["created_at"]), _utc(m["finished_at"])
+        return Run(**m)
+
+    def get_run(self, run_id: str) -> Run:
+        with self._connect() as conn:
+            r = conn.execute(select(R).where(R.c.id == run_id)).first()
+        if r is None:
+            raise NotFoundError(f"no replay run {run_id!r}")
+        return self._run(r)
+
+    def list_runs(self) -> list[Run]:
+        with self._connect() as conn:
+            return [self._run(r) for r in conn.execute(select(R).order_by(R.c.created_at.desc(), R.c.id.desc())).all()]
+
+
+_COLUMN_FOR_FIELD = {name: {"input_steps_json": "input_steps", "output_steps_json": "output_steps", "labels_json": "labels", "error_json": "error"}.get(name, name) for name in _ROW_FIELDS}
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    msg = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
+    return msg
+
+
+__all__ = ["Store", "Row", "Run"]

@@ -1,0 +1,128 @@
+"""Where the archive lives and how it is opened: URL resolution, engine set-up, migrations.
+
+SQLite: WAL (readers never block the writer), a 30 s busy timeout, foreign keys on,
+``synchronous=NORMAL`` (durable across a process crash), ``BEGIN IMMEDIATE`` for every
+transaction (no deadlocking read-to-write upgrades between processes), and a new file
+created with mode 0600: it holds whole conversations. PostgreSQL through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import StoreError
+
+#: The newest migration. A test checks it against migrations/versions.
+SCHEMA_HEAD = "0001"
+
+
+def default_path() -> Path:
+    """``$CONVOSTORE_DB`` if set, else ``convostore.db`` in the user data directory (XDG)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("convostore", appauthor=False)) / "convostore.db"
+
+
+def resolve_url(url: str | os.PathLike[str] | None) -> str:
+    """A SQLAlchemy URL from a URL, a file path, ``$CONVOSTORE_DB`` or the default."""
+    if url is None:
+        url = os.environ.get("CONVOSTORE_DB") or default_path()
+    url = os.fspath(url)
+    if "://" not in url:
+        path = Path(url).expanduser()
+        return f"sqlite:///{path.resolve()}"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def create(url: str) -> Engine:
+    """An engine with the pragmas and transaction mode convostore relies on."""
+    if url.startswith("sqlite"):
+        path = _sqlite_file(url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 30000")
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+            del mode
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_pre_ping=True)
+    raise StoreError(f"unsupported database URL {make_url(url).render_as_string(hide_password=True)!r}: use a file path, sqlite:/// or postgresql://")
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: in a checkout ``<repo>/migrations``, in a wheel ``convostore/_migrations``."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_migrations", here.parent / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise StoreError("convostore's migrations are missing from this installation")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision, or None for an empty database."""
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            conn.rollback()
+            return None
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration up to head (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def alembic_config(connection: Any) -> Any:
+    """An Alembic Config bound to ``connection`` (for tests and tools)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["connection"] = connection
+    return cfg
