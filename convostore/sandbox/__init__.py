@@ -1,0 +1,88 @@
+"""The offline Interactions API: the ground the tests, the demo and users' own CI stand on.
+
+    with Sandbox(retention=3600, latency=50) as sb:
+        client = genai.Client(api_key="any", http_options=types.HttpOptions(base_url=sb.base_url))
+        ...
+        sb.expire()          # forget everything, as the real service does after 1 or 55 days
+        sb.fail(503, 2)      # the next two requests answer 503
+        sb.requests          # the create bodies received, in order
+
+Also over HTTP for tools outside the process: ``POST /_sandbox/expire[?id=]``,
+``GET /_sandbox/requests``, ``POST /_sandbox/fail?status=503&count=2``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .server import SandboxState, make_server
+
+
+class Sandbox:
+    """A sandbox server on a free loopback port, in a background thread."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        retention: float | None = None,
+        latency: float = 0,
+        background_delay: float = 0.2,
+    ) -> None:
+        self.state = SandboxState(retention, latency, background_delay)
+        self._server = make_server(host, port, self.state)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Sandbox":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="convostore-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def expire(self, id: str | None = None) -> int:  # noqa: A002 - the API's word
+        """Forget one interaction, or all: ``previous_interaction_id`` then fails as on the real service."""
+        return self.state.expire(id)
+
+    def fail(self, status: int, count: int = 1, *, retry_after: float = 0) -> None:
+        """Answer the next ``count`` requests with ``status`` (429 carries ``Retry-After``)."""
+        self.state.fail(status, count, retry_after)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The create request bodies received, in order."""
+        with self.state.lock:
+            return list(self.state.requests)
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """Every API call received as (method, path), in order."""
+        with self.state.lock:
+            return list(self.state.calls)
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """Per create: the model, and whether the thought signatures sent back were its own."""
+        with self.state.lock:
+            return list(self.state.log)
+
+
+__all__ = ["Sandbox"]
