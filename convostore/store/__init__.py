@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -189,6 +190,30 @@ class Run:
     summary: dict[str, Any]
 
 
+class Writer:
+    """Saves inside one open transaction (see ``Store.writer``)."""
+
+    def __init__(self, store: "Store", conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def save(self, row: Mapping[str, Any], *, merge: bool = False) -> bool:
+        """Insert ``row``; returns False when its id is already stored (and ``merge`` is off)."""
+        return self.store._save(self.conn, row, merge=merge)
+
+    def save_run(self, run: Mapping[str, Any]) -> bool:
+        if self.conn.execute(select(R.c.id).where(R.c.id == run["id"])).first() is not None:
+            return False
+        values = {k: (_dumps(v) if k in _RUN_JSON else v) for k, v in run.items() if k in R.c}
+        for key in ("created_at", "finished_at"):
+            if isinstance(values.get(key), str):
+                from ..records import parse_time
+
+                values[key] = parse_time(values[key])
+        self.conn.execute(insert(R).values(**values))
+        return True
+
+
 class Store:
     """A convostore archive on SQLite (default) or PostgreSQL.
 
@@ -320,13 +345,24 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
 
-    def _save(self, conn: Connection, row: Mapping[str, Any]) -> None:
+    @contextmanager
+    def writer(self) -> Iterator["Writer"]:
+        """One transaction for many saves (imports): all of them land, or none."""
+        try:
+            with self._begin() as conn:
+                yield Writer(self, conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
+
+    def _save(self, conn: Connection, row: Mapping[str, Any], *, merge: bool = True) -> bool:
         existing = conn.execute(select(T.c.id).where(T.c.id == row["id"])).first()
         if existing is not None:
+            if not merge:
+                return False
             values = {k: v for k, v in self._values(row, conn).items() if v is not None and k != "id"}
             if values:
                 conn.execute(update(T).where(T.c.id == row["id"]).values(**values))
-            return
+            return True
         values = self._values(row, conn)
         self._link(conn, row, values)
         values.setdefault("recorded_at", datetime.now(timezone.utc))
@@ -336,6 +372,7 @@ class Store:
         if values.get("hop_index") is None:
             values["hop_index"] = 0
         conn.execute(insert(T).values(**values))
+        return True
 
     def _link(self, conn: Connection, row: Mapping[str, Any], values: dict[str, Any]) -> None:
         inputs = row.get("input_steps") or []

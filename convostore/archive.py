@@ -1,0 +1,232 @@
+"""Export and import: JSONL (lossless, re-importable) and Markdown (for reading).
+
+A JSONL line holds one interaction as it crossed the wire (raw request and raw
+response) plus what only the archive knows (when it was recorded, how it links, its
+server state, labels, replay tags). Importing rebuilds every row through
+``records.row_from_exchange``, the same code the recorder uses, so a round trip is
+lossless, and lines from the retired 1.x schema (``outputs``, ``{role, content}``
+turns) normalize into the same steps. Both directions stream: constant memory.
+
+Import is all-or-nothing and idempotent: a malformed line aborts with its line number
+and leaves the database as it was; importing the same file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import ChainCycleError, ConvostoreError, ImportFormatError
+from .records import parse_time, row_from_exchange
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Row, Store
+
+FORMAT_VERSION = 1
+#: Archive-only fields carried in a line's ``meta``.
+META_FIELDS = (
+    "conversation_id", "parent_id", "link", "recorded_at", "latency_ms", "expires_at", "server_state",
+    "labels", "status", "partial", "hop_index", "stream", "replay_run_id", "source_id", "error", "context_hash",
+)
+
+
+@dataclass
+class ImportResult:
+    lines: int = 0
+    added: int = 0
+    skipped: int = 0
+    runs: int = 0
+
+
+# --- export ---------------------------------------------------------------------
+
+
+def _line(row: "Row") -> dict[str, Any]:
+    meta = {k: getattr(row, k) for k in META_FIELDS}
+    return {
+        "convostore": FORMAT_VERSION,
+        "id": row.id,
+        "api_version": row.api_version,
+        "request": row.request,
+        "response": row.response,
+        "meta": {k: v for k, v in meta.items() if v is not None},
+    }
+
+
+def _rows(store: "Store", conversation: str | None, since: datetime | None) -> Iterator["Row"]:
+    return store.list(conversation=conversation, since=since, oldest_first=True)
+
+
+def export_jsonl(
+    store: "Store", out: IO[bytes], *, conversation: str | None = None, since: datetime | None = None, runs: bool = True
+) -> int:
+    """Write the archive (or one conversation) as JSONL to a binary stream; returns the count."""
+    n = 0
+    dumps = orjson.dumps
+    opt = orjson.OPT_APPEND_NEWLINE
+    for row in _rows(store, conversation, since):
+        out.write(dumps(_line(row), option=opt, default=str))
+        n += 1
+    if runs and conversation is None:
+        for run in store.list_runs():
+            out.write(dumps({"convostore": FORMAT_VERSION, "kind": "replay_run", "run": run.__dict__}, option=opt, default=str))
+    return n
+
+
+def export_markdown(
+    store: "Store", out: IO[str], *, conversation: str | None = None, since: datetime | None = None
+) -> int:
+    """Write the archive as Markdown, turn by turn, for people to read."""
+    n = 0
+    current = None
+    for row in _rows(store, conversation, since):
+        if row.conversation_id != current:
+            current = row.conversation_id
+            out.write(f"\n## Conversation {current}\n\n")
+        when = f"{row.recorded_at:%Y-%m-%d %H:%M:%S}" if row.recorded_at else ""
+        who = row.model or row.agent or "?"
+        out.write(f"### {when} · {who} · `{row.id}`\n\n")
+        link = f"{row.link} from `{row.parent_id}`" if row.parent_id else (row.link or "root")
+        out.write(f"_{row.status} · {link} · server state {row.server_state}_\n\n")
+        if row.input_text:
+            out.write("**user:** " + row.input_text.replace("\n", "  \n") + "\n\n")
+        for step in row.input_steps:
+            if step.get("type") == "function_result":
+                out.write(f"**function result** `{step.get('name') or step.get('call_id')}`: `{orjson.dumps(step.get('result')).decode()}`\n\n")
+        for step in row.output_steps:
+            if step.get("type") == "function_call":
+                out.write(f"**function call** `{step.get('name')}({orjson.dumps(step.get('arguments')).decode()})`\n\n")
+        if row.output_text:
+            out.write(f"**{who}:** " + row.output_text.replace("\n", "  \n") + "\n\n")
+        if row.error:
+            out.write(f"**error:** {row.error.get('message')}\n\n")
+        n += 1
+    return n
+
+
+# --- import ---------------------------------------------------------------------
+
+
+def _open(source: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[bytes], bool]:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return open(source, "rb"), True
+        except OSError as exc:
+            raise ConvostoreError(f"cannot read {os.fspath(source)}: {exc.strerror}") from exc
+    if isinstance(source, io.TextIOBase):
+        return source.buffer, False  # type: ignore[attr-defined]
+    return source, False
+
+
+def _parse(raw: bytes, lineno: int) -> dict[str, Any] | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ImportFormatError(f"not valid JSON ({exc})", lineno) from None
+    if not isinstance(obj, dict):
+        raise ImportFormatError("a line must be a JSON object", lineno)
+    if obj.get("kind") == "replay_run":
+        if not isinstance(obj.get("run"), dict) or not obj["run"].get("id"):
+            raise ImportFormatError("a replay_run line needs a run with an id", lineno)
+        return obj
+    request, response = obj.get("request"), obj.get("response")
+    if request is not None and not isinstance(request, dict):
+        raise ImportFormatError("'request' must be an object", lineno)
+    if response is not None and not isinstance(response, dict):
+        raise ImportFormatError("'response' must be an object", lineno)
+    iid = obj.get("id") or (response or {}).get("id")
+    if not isinstance(iid, str) or not iid:
+        raise ImportFormatError("no interaction id (neither 'id' nor 'response.id')", lineno)
+    if request is None and response is None:
+        raise ImportFormatError("a line needs a 'request' or a 'response'", lineno)
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ImportFormatError("'meta' must be an object", lineno)
+    obj["id"] = iid
+    return obj
+
+
+def _row(obj: dict[str, Any], lineno: int, retention: Any) -> dict[str, Any]:
+    meta = dict(obj.get("meta") or {})
+    response = obj.get("response")
+    request = obj.get("request") or {}
+    api_version = obj.get("api_version") or ("v1beta" if response and "outputs" in response else "v1")
+    try:
+        row = row_from_exchange(
+            request,
+            response,
+            api_version=api_version,
+            recorded_at=parse_time(meta.get("recorded_at")) or parse_time((response or {}).get("created")) or datetime.now().astimezone(),
+            latency_ms=meta.get("latency_ms"),
+            stream=bool(meta.get("stream", False)),
+            error=meta.get("error"),
+            hop_index=int(meta.get("hop_index") or 0),
+            partial=bool(meta.get("partial", False)),
+            retention=retention,
+            extra={k: v for k, v in meta.items() if k not in ("latency_ms", "stream", "error", "hop_index", "partial")},
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ImportFormatError(f"cannot read the interaction: {exc}", lineno) from None
+    row["id"] = obj["id"]
+    return row
+
+
+def _check_cycles(parents: dict[str, str | None]) -> None:
+    """Parent links among imported lines must reach a root (or leave the file)."""
+    state: dict[str, int] = {}
+    for start in parents:
+        path = []
+        node: str | None = start
+        while node is not None and node in parents and state.get(node) != 2:
+            if state.get(node) == 1:
+                raise ChainCycleError(f"imported chains loop: {node} is its own ancestor")
+            state[node] = 1
+            path.append(node)
+            node = parents[node]
+        for p in path:
+            state[p] = 2
+
+
+def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> ImportResult:
+    """Import a JSONL export, all or nothing; already stored ids are skipped."""
+    fh, owned = _open(source)
+    result = ImportResult()
+    try:
+        # Pass 1: validate every line and the links between them, keeping only ids.
+        parents: dict[str, str | None] = {}
+        for lineno, raw in enumerate(fh, 1):
+            obj = _parse(raw, lineno)
+            if obj is None or obj.get("kind") == "replay_run":
+                continue
+            meta = obj.get("meta") or {}
+            parents[obj["id"]] = meta.get("parent_id") or (obj.get("request") or {}).get("previous_interaction_id")
+        _check_cycles(parents)
+        del parents
+        # Pass 2: write, in one transaction.
+        fh.seek(0)
+        with store.writer() as w:
+            for lineno, raw in enumerate(fh, 1):
+                obj = _parse(raw, lineno)
+                if obj is None:
+                    continue
+                result.lines += 1
+                if obj.get("kind") == "replay_run":
+                    result.runs += w.save_run(obj["run"])
+                    continue
+                if w.save(_row(obj, lineno, store.retention)):
+                    result.added += 1
+                else:
+                    result.skipped += 1
+    finally:
+        if owned:
+            fh.close()
+    return result

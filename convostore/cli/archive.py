@@ -1,0 +1,181 @@
+"""`list`, `show`, `chain`, `tree`, `search`, `stats`, `export`, `import`, `db upgrade`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+import orjson
+
+from . import cli, open_store
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per line for listings).")
+
+
+def _since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not a date: {value!r} (use YYYY-MM-DD)", param_hint="--since") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _line(row: Any, indent: int = 0) -> str:
+    when = f"{row.recorded_at:%Y-%m-%d %H:%M}" if row.recorded_at else "-"
+    pad = "  " * indent
+    return f"{pad}{row.id}  {when}  {row.model or row.agent or '-'}  {row.status or '-'}  {row.link or '-'}  {_short(row.input_text, 40)!r} → {_short(row.output_text, 50)!r}"
+
+
+def _emit(rows: Iterable[Any], as_json: bool, tree: bool = False) -> None:
+    for row in rows:
+        if as_json:
+            data = row.to_json_dict()
+            if tree:
+                data["depth"] = row.depth
+            click.echo(orjson.dumps(data, default=str).decode())
+        else:
+            click.echo(_line(row, row.depth if tree else 0))
+
+
+@cli.command("list")
+@click.option("--limit", "-n", default=50, show_default=True, help="How many (0 for all).")
+@click.option("--conversation", "-c", help="Only this conversation.")
+@click.option("--model", "-m", help="Only this model.")
+@click.option("--status", help="Only this status (completed, failed, ...).")
+@click.option("--since", help="Only interactions recorded on or after this date (YYYY-MM-DD).")
+@_json_option
+@click.pass_context
+def list_cmd(ctx: click.Context, limit: int, conversation: str | None, model: str | None, status: str | None, since: str | None, as_json: bool) -> None:
+    """List recorded interactions, newest first."""
+    rows = open_store(ctx).list(conversation=conversation, model=model, status=status, since=_since(since), limit=limit or None)
+    _emit(rows, as_json)
+
+
+@cli.command("show")
+@click.argument("interaction_id")
+@_json_option
+@click.option("--raw", is_flag=True, help="Print the raw request and response as sent and received.")
+@click.pass_context
+def show_cmd(ctx: click.Context, interaction_id: str, as_json: bool, raw: bool) -> None:
+    """Show one interaction (an id or a unique prefix)."""
+    row = open_store(ctx).get(interaction_id)
+    if raw:
+        click.echo(orjson.dumps({"request": row.request, "response": row.response}, option=orjson.OPT_INDENT_2).decode())
+    elif as_json:
+        data = row.to_json_dict() | {"input_steps": row.input_steps, "output_steps": row.output_steps, "usage": row.usage}
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+    else:
+        for key, value in row.to_json_dict().items():
+            if value is not None and key not in ("input_text", "output_text"):
+                click.echo(f"{key:>24}: {value}")
+        click.echo(f"\nuser:  {row.input_text}\nmodel: {row.output_text}")
+
+
+@cli.command("chain")
+@click.argument("interaction_id")
+@_json_option
+@click.pass_context
+def chain_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
+    """The chain that ends at an interaction, root first."""
+    _emit(open_store(ctx).chain(interaction_id), as_json)
+
+
+@cli.command("tree")
+@click.argument("interaction_id")
+@_json_option
+@click.pass_context
+def tree_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
+    """The whole conversation an interaction belongs to, branches indented."""
+    _emit(open_store(ctx).tree(interaction_id), as_json, tree=True)
+
+
+@cli.command("search")
+@click.argument("text")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many results.")
+@_json_option
+@click.pass_context
+def search_cmd(ctx: click.Context, text: str, limit: int, as_json: bool) -> None:
+    """Full-text search over input and output text."""
+    _emit(open_store(ctx).search(text, limit=limit), as_json)
+
+
+@cli.command("stats")
+@_json_option
+@click.pass_context
+def stats_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Counts by model, status and server state; tokens; the archive's size."""
+    stats = open_store(ctx).stats()
+    if as_json:
+        click.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2, default=str).decode())
+        return
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        click.echo(f"{key:>16}: {value}")
+
+
+@cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "markdown"]), default="jsonl", show_default=True, help="jsonl re-imports losslessly; markdown is for reading.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.option("--conversation", "-c", help="Only this conversation.")
+@click.option("--since", help="Only interactions recorded on or after this date (YYYY-MM-DD).")
+@click.pass_context
+def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: str | None, since: str | None) -> None:
+    """Stream the archive as JSONL or Markdown."""
+    from ..archive import export_jsonl, export_markdown
+
+    store = open_store(ctx)
+    binary = fmt == "jsonl"
+    out = open(output, "wb" if binary else "w", encoding=None if binary else "utf-8") if output else (
+        sys.stdout.buffer if binary else sys.stdout
+    )
+    try:
+        fn = export_jsonl if binary else export_markdown
+        n = fn(store, out, conversation=conversation, since=_since(since))  # type: ignore[arg-type]
+    finally:
+        if output:
+            out.close()
+    click.echo(f"exported {n} interactions", err=True)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(allow_dash=True))
+@click.pass_context
+def import_cmd(ctx: click.Context, file: str) -> None:
+    """Import a JSONL export (current or retired schema); all or nothing, idempotent."""
+    from ..archive import import_jsonl
+
+    store = open_store(ctx)
+    if file == "-":  # the importer reads twice (validate, then write): spool stdin
+        with tempfile.TemporaryFile() as tmp:
+            shutil.copyfileobj(sys.stdin.buffer, tmp)
+            tmp.seek(0)
+            result = import_jsonl(store, tmp)
+    else:
+        result = import_jsonl(store, file)
+    click.echo(f"imported {result.added} interactions ({result.skipped} already stored, {result.runs} replay runs) from {result.lines} lines")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database maintenance."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the schema migrations (also done automatically when a store opens)."""
+    rev = open_store(ctx).upgrade()
+    click.echo(f"schema at revision {rev}")
