@@ -59,3 +59,7 @@ class Call:
     last_api_version: str | None = None
     failures: list[BaseException] = field(default_factory=list)
     recorded: int = 0
+    #: Stream events handed to the caller so far (all hops): tells a stream read to its
+    #: end from one abandoned early, whatever the network had already delivered.
+    events_read: int = 0
+    counting: bool = False

@@ -27,10 +27,10 @@ log = logging.getLogger("convostore")
 #: Row fields a later ``get``/``cancel`` may refresh on a stored row.
 REFRESH_FIELDS = (
     "status",
-    "response_json",
+    "response",
     "output_steps",
     "output_text",
-    "usage_json",
+    "usage",
     "input_tokens",
     "output_tokens",
     "total_tokens",
@@ -109,21 +109,25 @@ class Recorder:
 
     # --- transport callbacks ------------------------------------------------------------
 
-    def before_send(self, body: bytes, kind: tuple[str, str, str | None]) -> Call | None:
-        """The call an attempt belongs to; remembers its request for a failed record."""
+    def before_send(self, body: bytes, kind: tuple[str, str, str | None]) -> tuple[Call | None, int]:
+        """The call an attempt belongs to (and how many stream events it had handed out).
+
+        Also remembers the request, for a failed attempt's record.
+        """
         call = CURRENT_CALL.get()
         if call is not None and call.op == kind[0]:
             call.last_request = body
             call.last_api_version = kind[1]
-        return call
+        return call, (call.events_read if call is not None else 0)
 
-    def on_exchange(self, ex: Exchange, call: Call | None) -> None:
+    def on_exchange(self, ex: Exchange, ctx: tuple[Call | None, int] | None) -> None:
         """Record one exchange; never raises (see ``_failed``)."""
+        call, base = ctx if ctx is not None else (None, 0)
         if call is not None and call.op != ex.op:
             call = None  # e.g. a GET the SDK makes to resume a stream inside create()
         try:
             handler = getattr(self, "_on_" + ex.op)
-            handler(ex, call)
+            handler(ex, call, base)
         except Exception as exc:  # noqa: BLE001 - recording must not break the call
             self._failed(exc, call)
 
@@ -190,20 +194,38 @@ class Recorder:
             extra=extra if extra is not None else self._extra(call, hop_index),
         )
 
-    def _response(self, ex: Exchange) -> tuple[dict[str, Any] | None, bool]:
-        """The response body (assembled for a stream) and whether it is partial."""
-        if ex.stream:
-            body, terminal = sse.assemble(ex.response_body)
-            return body, not (ex.complete or terminal)
-        body = _loads(ex.response_body)
-        return (body if isinstance(body, dict) else None), False
+    def _response(self, ex: Exchange, call: Call | None = None, base: int = 0) -> tuple[dict[str, Any] | None, bool]:
+        """The response body (assembled for a stream) and whether it is partial.
+
+        A stream is partial when the caller stopped reading before its last event; it is
+        then assembled from the events the caller read (what the application saw).
+        """
+        if not ex.stream:
+            body = _loads(ex.response_body)
+            return (body if isinstance(body, dict) else None), False
+        events, done = sse.parse_events(ex.response_body)
+        body, terminal = sse.assemble_events(events, done)
+        if call is not None and call.counting and not ex.complete:
+            read = call.events_read - base
+            if read >= len(events) and terminal:
+                return body, False  # read to the last event, closed before the end of bytes
+            return sse.assemble_events(events[: max(read, 1)])[0], True
+        return body, not (ex.complete or terminal)
+
+    def _save(self, row: dict[str, Any]) -> None:
+        """Insert or merge, without reading the row back (the hot path)."""
+        quiet = getattr(self.store, "save_quiet", None)
+        if quiet is not None:
+            quiet(row)
+        else:
+            self.store.save(row)
 
     # --- handlers -------------------------------------------------------------------------
 
-    def _on_create(self, ex: Exchange, call: Call | None) -> None:
+    def _on_create(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if not 200 <= ex.status < 300:
             return  # a retried or failing attempt: the call's outcome decides
-        response, partial = self._response(ex)
+        response, partial = self._response(ex, call, base)
         if response is None or not response.get("id"):
             return
         request = _loads(ex.request_body)
@@ -214,7 +236,7 @@ class Recorder:
         if partial:
             row["partial"] = True
             row["status"] = "incomplete"
-        self.store.save(row)
+        self._save(row)
         if call is not None:
             call.hop_ids.append(row["id"])
             call.recorded += 1
@@ -225,17 +247,29 @@ class Recorder:
 
         iid = response.get("id") or ex.interaction_id
         row = self._build({}, response, ex, call, api_version=ex.api_version, extra=self._extra(call, 0))
-        try:
-            self.store.get(iid)
-        except NotFoundError:
+        if not self._stored(iid):
             row["server_state"] = "live"
-            self.store.save(row)
+            self._save(row)
             return
         fields = {k: row[k] for k in REFRESH_FIELDS if k in row and row[k] is not None}
         fields["server_state"] = "live"
+        if fields.get("status") not in (None, "in_progress", "queued"):
+            fields["partial"] = False  # the server's full view replaces an abandoned stream's
         self.store.update(iid, **fields)
 
-    def _on_get(self, ex: Exchange, call: Call | None) -> None:
+    def _stored(self, iid: str) -> bool:
+        exists = getattr(self.store, "exists", None)
+        if exists is not None:
+            return bool(exists(iid))
+        from ..errors import NotFoundError
+
+        try:
+            self.store.get(iid)
+        except NotFoundError:
+            return False
+        return True
+
+    def _on_get(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if ex.status == 404 and ex.interaction_id:
             self._mark(ex.interaction_id, "expired")
             return
@@ -246,14 +280,14 @@ class Recorder:
             return
         self._refresh(ex, call, response)
 
-    def _on_cancel(self, ex: Exchange, call: Call | None) -> None:
+    def _on_cancel(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if not 200 <= ex.status < 300:
             return
         response, _ = self._response(ex)
         if isinstance(response, dict) and (response.get("id") or ex.interaction_id):
             self._refresh(ex, call, response)
 
-    def _on_delete(self, ex: Exchange, call: Call | None) -> None:
+    def _on_delete(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if 200 <= ex.status < 300 and ex.interaction_id:
             self._mark(ex.interaction_id, "deleted")
         elif ex.status == 404 and ex.interaction_id:
@@ -291,7 +325,7 @@ class Recorder:
             )
             row["id"] = extra["id"]
             row["status"] = "failed"
-            self.store.save(row)
+            self._save(row)
         except Exception as store_exc:  # noqa: BLE001
             if self.strict:
                 log.error("convostore: could not record a failed attempt: %s", store_exc)

@@ -254,6 +254,7 @@ def _wrap_sync_stream(stream: Any, call: Call, rec: Recorder) -> Any:
     """Re-enter the call context on every read; raise strict failures at the end."""
     attr = _iter_attr(stream)
     inner = getattr(stream, attr)
+    call.counting = True
 
     def gen() -> Any:
         try:
@@ -265,6 +266,7 @@ def _wrap_sync_stream(stream: Any, call: Call, rec: Recorder) -> Any:
                     break
                 finally:
                     CURRENT_CALL.reset(token)
+                call.events_read += 1
                 yield item
         finally:
             close = getattr(inner, "close", None)
@@ -296,6 +298,7 @@ def _wrap_sync_stream(stream: Any, call: Call, rec: Recorder) -> Any:
 def _wrap_async_stream(stream: Any, call: Call, rec: Recorder) -> Any:
     attr = _iter_attr(stream)
     inner = getattr(stream, attr)
+    call.counting = True
 
     async def agen() -> Any:
         try:
@@ -307,6 +310,7 @@ def _wrap_async_stream(stream: Any, call: Call, rec: Recorder) -> Any:
                     break
                 finally:
                     CURRENT_CALL.reset(token)
+                call.events_read += 1
                 yield item
         finally:
             aclose = getattr(inner, "aclose", None)

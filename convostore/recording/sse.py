@@ -104,13 +104,21 @@ def _finish_arguments(items: dict[int, dict[str, Any]], args_buf: dict[int, str]
             item["arguments"] = text  # cut short: keep what arrived
 
 
-def assemble(raw: bytes) -> tuple[dict[str, Any] | None, bool]:
+def assemble(raw: bytes, limit: int | None = None) -> tuple[dict[str, Any] | None, bool]:
     """The interaction a stream's bytes describe, and whether the stream reached its end.
 
     Returns ``(body, terminal)``: ``body`` is None when not even the first event arrived.
     ``terminal`` is True once ``interaction.completed`` (or ``[DONE]``) was seen.
+    ``limit``: use only the first ``limit`` events (those the caller actually read).
     """
     events, done = parse_events(raw)
+    if limit is not None and limit < len(events):
+        events, done = events[:limit], False
+    return assemble_events(events, done)
+
+
+def assemble_events(events: list[dict[str, Any]], done: bool = False) -> tuple[dict[str, Any] | None, bool]:
+    """``assemble`` over already parsed events."""
     body: dict[str, Any] | None = None
     items: dict[int, dict[str, Any]] = {}
     args_buf: dict[int, str] = {}

@@ -195,11 +195,17 @@ def attach(
 ) -> bool:
     """Shadow ``http_client.send`` so Interactions exchanges reach ``on_exchange``.
 
-    ``before(body, (op, api_version, id))`` runs as each attempt is sent and returns the context (the SDK
-    call it belongs to) handed back with the exchange, even when a stream is closed later
-    from elsewhere. Returns False if already attached.
+    ``before(body, (op, api_version, id))`` runs as each attempt is sent and returns the
+    context (the SDK call it belongs to) handed back with the exchange, even when a stream
+    is closed later from elsewhere. Attaching again replaces the callbacks (a client
+    recorded twice records into the latest store); returns False when the seam was
+    already in place.
     """
-    if http_client is None or getattr(http_client, _MARK, False):
+    if http_client is None:
+        return False
+    already = _MARK in vars(http_client)
+    setattr(http_client, _MARK, (on_exchange, before))
+    if already:
         return False
     original = http_client.send
 
@@ -209,12 +215,13 @@ def attach(
             kind = classify(request.method, request.url.path)
             if kind is None:
                 return await original(request, *args, **kwargs)
+            observe, before_send = getattr(http_client, _MARK)
             body = _request_body(request)
-            ctx = before(body, kind)
+            ctx = before_send(body, kind)
             started = time.perf_counter()
             response = await original(request, *args, **kwargs)
             try:
-                _observe(on_exchange, ctx, request, response, kind, body, started, True)
+                _observe(observe, ctx, request, response, kind, body, started, True)
             except Exception:
                 log.warning("convostore: could not observe an exchange", exc_info=True)
             return response
@@ -225,16 +232,16 @@ def attach(
             kind = classify(request.method, request.url.path)
             if kind is None:
                 return original(request, *args, **kwargs)
+            observe, before_send = getattr(http_client, _MARK)
             body = _request_body(request)
-            ctx = before(body, kind)
+            ctx = before_send(body, kind)
             started = time.perf_counter()
             response = original(request, *args, **kwargs)
             try:
-                _observe(on_exchange, ctx, request, response, kind, body, started, False)
+                _observe(observe, ctx, request, response, kind, body, started, False)
             except Exception:
                 log.warning("convostore: could not observe an exchange", exc_info=True)
             return response
 
     http_client.send = send
-    setattr(http_client, _MARK, True)
     return True
