@@ -137,15 +137,18 @@ def _resolve(store: "Store", refs: tuple[str, ...]) -> tuple[str, list[ReplayRun
             runs.append(run)
             head = head or run.heads[0]
             continue
-        head = source_head(store, ref).id
+        source = source_head(store, ref)
+        found = [
+            _run_from_row(r) for r in store.list_runs()
+            if r.source_conversation_id == source.conversation_id
+        ]
+        # The newest run over this conversation names the chain to compare.
+        if found and head is None:
+            head = found[0].heads[0]
+            runs.extend(r for r in found if r.heads[0] == head)
+        head = head or source.id
     if head is None:
         raise ConvostoreError("nothing to compare")
-    if not runs:
-        chain_ids = {t.source.id for t in source_turns(store, head)}
-        for r in store.list_runs():
-            run = _run_from_row(r)
-            if any(h in chain_ids for h in run.heads) or run.heads[0] == head:
-                runs.append(run)
     return head, runs
 
 
