@@ -1,0 +1,87 @@
+"""The retired google-genai 1.x SDK records too (its Stainless ``_interactions`` client, ``/v1beta``).
+
+The 1.x SDK lives in a side virtualenv (``/work/venv1``, or ``CONVOSTORE_SDK1_PYTHON``):
+``tests/sdk1/record_sdk1.py`` runs there against the sandbox and records into a SQLite
+file, which is then read back here with the current code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convostore.store import Store
+
+pytestmark = pytest.mark.sdk1
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "sdk1" / "record_sdk1.py"
+
+
+def _sdk1_python() -> str:
+    exe = os.environ.get("CONVOSTORE_SDK1_PYTHON", "/work/venv1/bin/python")
+    if not Path(exe).exists():
+        pytest.skip(f"no google-genai 1.x interpreter at {exe}")
+    probe = subprocess.run(
+        [exe, "-c", "import google.genai, sqlmodel, orjson, alembic; print(google.genai.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0 or not probe.stdout.startswith("1."):
+        pytest.skip(f"{exe} lacks google-genai 1.x or convostore's dependencies: {probe.stderr[-300:]}")
+    return exe
+
+
+@pytest.fixture
+def sdk1_run(sandbox, tmp_path, request):
+    """Run record_sdk1.py under the 1.x SDK; returns (its JSON output, the database path)."""
+    try:  # the sandbox helper's fixture, when present
+        runner = request.getfixturevalue("sdk1_python")
+    except pytest.FixtureLookupError:
+        runner = None
+    db = tmp_path / "sdk1.db"
+    exe = runner if isinstance(runner, (str, os.PathLike)) else _sdk1_python()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [str(exe), str(SCRIPT), sandbox.base_url, str(db)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), db
+
+
+def test_sdk1_exchanges_are_recorded(sdk1_run):
+    out, db = sdk1_run
+    assert out["version"].startswith("1.")
+    store = Store(db)
+    rows = {r.id: r for r in store.list()}
+    t1, t2 = out["chain"]
+    assert rows[t2].parent_id == t1 and rows[t2].link == "server"
+    assert rows[t2].output_text == out["t2_text"]
+    assert {r.api_version for r in rows.values()} == {"v1beta"}
+    assert rows[t1].response.get("outputs") is not None  # the raw 1.x body, as received
+    assert rows[t1].output_steps[-1]["type"] == "model_output"  # canonical steps
+
+    streamed = [r for r in rows.values() if r.stream]
+    full = next(r for r in streamed if r.input_text == "Tell me a long story.")
+    assert full.output_text == out["stream_text"] and full.partial is False and full.status == "completed"
+    cut = next(r for r in streamed if r.input_text == "Tell me another long story.")
+    assert cut.partial is True and cut.status == "incomplete"
+
+    bg = rows[out["background"]]
+    assert bg.background is True and bg.status == "completed" and bg.output_text
+    assert bg.input_text == "Research cricket history."
+    assert rows[out["deleted"]].server_state == "deleted"
+    assert rows[out["async"]].input_text == "Async hello."
+    assert len(rows) == 7
+
+    blob = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    assert b"sdk1-secret-key" not in blob
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
