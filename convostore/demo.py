@@ -49,7 +49,7 @@ def run_demo(
     result = DemoResult(db_url=store.url)
     with Sandbox() as sb:
         echo(f"Sandbox Interactions API on {sb.base_url} (offline, loopback only)")
-        echo(f"Recording into {store.url}\n")
+        echo(f"Recording into {store.path or store.display_url}\n")
         raw = genai.Client(api_key="sandbox-demo-key", http_options=types.HttpOptions(base_url=sb.base_url))
         client = record(raw, store=store)
 
@@ -91,8 +91,9 @@ def run_demo(
     echo("\nStored:")
     for row in store.chain(result.rebuilt_id):
         echo(f"  {row.id[:28]:<28} {row.link or 'root':<10} {row.model:<24} {row.status}")
-    echo(f"\nArchive: {store.url}")
-    echo("Try:  convostore --db <that path> list   |  chain ID  |  history ID  |  compare ID")
+    where = store.path or store.display_url
+    echo(f"\nArchive: {where}")
+    echo(f"Try:  convostore --db {where} list   (or chain, tree, history, compare ID)")
     return result
 
 
