@@ -30,13 +30,8 @@ _CALL = re.compile(r"\b(?:use|call)\s+([A-Za-z_][\w]*)(?:\s+(?:for|with|on)\s+([
 _LIKE = re.compile(r"\bI (?:also )?like (?:to play |playing |watching )?([\w -]+?)(?:[.,!]|$)", re.IGNORECASE)
 _CONTINUE = re.compile(r"\[continue:(\d+)\]")
 
-_STYLES = (
-    ("Sure.", "Noted."),
-    ("Of course!", "Got it!"),
-    ("Certainly.", "Understood."),
-    ("Happy to help.", "Thanks for telling me."),
-    ("Right.", "I see."),
-)
+_ACKS = ("Sure.", "Of course!", "Certainly.", "Happy to help.", "Right.", "Alright.", "Gladly.", "Okay.")
+_NOTES = ("Noted.", "Got it!", "Understood.", "Thanks for telling me.", "I see.", "Interesting.", "Good to know.")
 
 
 def is_thinking(model: str) -> bool:
@@ -44,7 +39,9 @@ def is_thinking(model: str) -> bool:
 
 
 def _style(model: str) -> tuple[str, str]:
-    return _STYLES[int(hashlib.sha256(model.encode()).hexdigest(), 16) % len(_STYLES)]
+    """A model's own wording: two hash-picked phrases (56 combinations)."""
+    h = int(hashlib.sha256(model.encode()).hexdigest(), 16)
+    return _ACKS[h % len(_ACKS)], _NOTES[(h // len(_ACKS)) % len(_NOTES)]
 
 
 def signature(model: str, context: list[dict[str, Any]]) -> str:
@@ -105,6 +102,8 @@ def answer(model: str, context: list[dict[str, Any]], tools: list[dict[str, Any]
     else:
         shown = " ".join(question.split())[:120]
         text = f"{note} You said: {shown}" if shown else f"{note}"
+    if not text.startswith(note):
+        text = f"{text} {note}"
     steps.append({"type": "model_output", "content": [{"type": "text", "text": f"{text} {evidence}"}]})
     return steps, "completed"
 
