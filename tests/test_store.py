@@ -1,0 +1,176 @@
+"""The store: what an archive must guarantee, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from convostore.errors import ChainCycleError, NotFoundError, StoreError
+from convostore.records import row_from_exchange
+from convostore.store import Store
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def turn(iid, text, prev=None, answer=None, **request):
+    req = {"model": "gemini-2.5-flash", "input": text, **request}
+    if prev:
+        req["previous_interaction_id"] = prev
+    resp = {"id": iid, "status": "completed", "model": "gemini-2.5-flash", "created": "2026-11-24T12:00:00Z",
+            "steps": [{"type": "model_output", "content": [{"type": "text", "text": answer or f"answer to {text}"}]}],
+            "usage": {"total_input_tokens": 3, "total_output_tokens": 4, "total_tokens": 7}}
+    return row_from_exchange(req, resp, api_version="v1", recorded_at=NOW)
+
+
+def test_chains_branches_and_conversations(store):
+    store.save(turn("a", "my name is Ada"))
+    store.save(turn("b", "I like tea", prev="a"))
+    store.save(turn("c", "what is my name?", prev="b"))
+    store.save(turn("d", "no, coffee", prev="a"))  # a branch
+    assert [r.id for r in store.chain("c")] == ["a", "b", "c"]
+    assert {r.conversation_id for r in store.tree("d")} == {"a"}
+    assert [(r.id, r.depth) for r in store.tree("c")] == [("a", 0), ("b", 1), ("c", 2), ("d", 1)]
+    assert {r.id for r in store.children("a")} == {"b", "d"}
+    assert store.get("c").link == "server" and store.get("a").link == "root"
+    assert store.get("c").total_tokens == 7
+    assert store.get("c").expires_at == datetime(2027, 1, 18, 12, 0, tzinfo=timezone.utc)  # paid: 55 days
+
+
+def test_unknown_ids_and_prefixes(store):
+    store.save(turn("v1_abcdef123", "hi"))
+    assert store.get("v1_abcdef").id == "v1_abcdef123"
+    with pytest.raises(NotFoundError):
+        store.get("v1_zzzzzz")
+    with pytest.raises(NotFoundError):
+        store.chain("nope")
+
+
+def test_a_later_save_merges_without_erasing(store):
+    req = {"model": "m", "input": "research", "background": True}
+    store.save(row_from_exchange(req, {"id": "bg", "status": "in_progress"}, api_version="v1", recorded_at=NOW))
+    done = {"id": "bg", "status": "completed", "steps": [{"type": "model_output", "content": [{"type": "text", "text": "done"}]}]}
+    store.save(row_from_exchange({}, done, api_version="v1", recorded_at=NOW))
+    row = store.get("bg")
+    assert row.status == "completed" and row.output_text == "done"
+    assert row.input_text == "research" and row.background
+
+
+def test_search_is_full_text_and_safe(store):
+    store.save(turn("a", "tell me about the Sagrada Familia", answer="Gaudí designed it"))
+    store.save(turn("b", "something else"))
+    assert [r.id for r in store.search("sagrada")] == ["a"]
+    assert [r.id for r in store.search("Gaudí")] == ["a"]
+    assert store.search('AND OR "( NEAR') == []  # FTS syntax is just text
+    assert store.search("") == []
+
+
+def test_list_filters_and_stats(store):
+    for i in range(5):
+        store.save(turn(f"t{i}", f"turn {i}", prev=f"t{i-1}" if i else None))
+    assert [r.id for r in store.list(limit=2)] == ["t4", "t3"] or len(list(store.list(limit=2))) == 2
+    assert len(list(store.list(conversation="t0"))) == 5
+    stats = store.stats()
+    assert stats["interactions"] == 5 and stats["conversations"] == 1 and stats["total_tokens"] == 35
+
+
+def test_cycles_are_reported(store):
+    with store.writer() as w:
+        w.save({**turn("x", "one"), "parent_id": "y", "conversation_id": "x", "link": "server"})
+        w.save({**turn("y", "two"), "parent_id": "x", "conversation_id": "x", "link": "server"})
+    with pytest.raises(ChainCycleError):
+        store.chain("x")
+
+
+def test_media_is_stored_once(store):
+    image = base64.b64encode(os.urandom(3000)).decode()
+    for iid in ("m1", "m2"):
+        req = {"model": "m", "input": [{"type": "image", "data": image, "mime_type": "image/png"}, {"type": "text", "text": "what?"}]}
+        store.save(row_from_exchange(req, {"id": iid, "status": "completed", "steps": []}, api_version="v1", recorded_at=NOW))
+    assert store.stats()["media"]["items"] == 1
+    assert store.get("m2").request["input"][0]["data"] == image  # restored losslessly
+    assert store.get("m2").input_steps[0]["content"][0]["data"] == image
+
+
+def test_closed_store_is_a_clear_error(tmp_path):
+    s = Store(tmp_path / "x.db")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.get("anything")
+
+
+def test_unreadable_database_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not a database, it is a shopping list\n" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store(bad)
+    assert bad.read_text().startswith("this is not a database")  # untouched
+
+
+def test_new_sqlite_file_is_private(tmp_path):
+    Store(tmp_path / "private.db").close()
+    assert (os.stat(tmp_path / "private.db").st_mode & 0o777) == 0o600
+
+
+def test_default_location_honours_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVOSTORE_DB", str(tmp_path / "env.db"))
+    s = Store()
+    assert s.path == str(tmp_path / "env.db")
+    s.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timezone
+    from convostore.records import row_from_exchange
+    from convostore.store import Store
+    url, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    s = Store(url)
+    for i in range(n):
+        req = {"model": "m", "input": f"{prefix} {i}"}
+        if i:
+            req["previous_interaction_id"] = f"{prefix}-{i-1}"
+        resp = {"id": f"{prefix}-{i}", "status": "completed", "steps": [{"type": "model_output", "content": [{"type": "text", "text": "ok"}]}]}
+        s.save_quiet(row_from_exchange(req, resp, api_version="v1", recorded_at=datetime.now(timezone.utc)))
+        print(f"{prefix}-{i}", flush=True)
+    """
+)
+
+
+def test_concurrent_processes_lose_nothing(store, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    url = store.url
+    procs = [subprocess.Popen([sys.executable, str(script), url, f"p{p}", "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    assert store.stats()["interactions"] == 400
+    assert [r.id for r in store.chain("p3-99")][0] == "p3-0"
+
+
+def test_sigkill_leaves_a_sound_database(tmp_path):
+    db = tmp_path / "killed.db"
+    Store(db).close()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), str(db), "k", "100000"], stdout=subprocess.PIPE, text=True)
+    done = []
+    while len(done) < 200:
+        done.append(proc.stdout.readline().strip())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = {r[0] for r in conn.execute("SELECT id FROM interaction")}
+    assert set(done) <= stored
+    conn.close()
