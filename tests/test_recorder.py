@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 import pytest
 from google import genai
@@ -150,12 +151,13 @@ def test_async_stream_read_fully_and_abandoned(arc, store):
 # --- background, get, cancel, delete ------------------------------------------------------
 
 
-def _finish(rc, iid: str, tries: int = 50):
+def _finish(rc, iid: str, tries: int = 500):
     got = None
     for _ in range(tries):
         got = rc.interactions.get(iid)
         if got.status not in ("in_progress", "queued"):
             return got
+        time.sleep(0.01)
     return got
 
 
@@ -178,10 +180,11 @@ def test_async_background_and_get(arc, store):
     async def go():
         created = await arc.interactions.create(model=MODEL, input="Research tennis history.", background=True)
         got = created
-        for _ in range(50):
+        for _ in range(500):
             got = await arc.interactions.get(created.id)
             if got.status == "completed":
                 break
+            await asyncio.sleep(0.01)
         return created.id
 
     iid = run(go())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import warnings
 
 warnings.simplefilter("ignore")
@@ -47,10 +48,11 @@ def main(base_url: str, db: str) -> dict:
 
     bg = client.interactions.create(model=MODEL, input="Research cricket history.", background=True)
     got = bg
-    for _ in range(50):
+    for _ in range(500):
         got = client.interactions.get(bg.id)
         if got.status == "completed":
             break
+        time.sleep(0.01)
     out["background"] = bg.id
 
     gone = client.interactions.create(model=MODEL, input="Forget me.")
