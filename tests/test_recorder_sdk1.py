@@ -1,6 +1,6 @@
 """The retired google-genai 1.x SDK records too (its Stainless ``_interactions`` client, ``/v1beta``).
 
-The 1.x SDK lives in a side virtualenv (``/work/venv1``, or ``CONVOSTORE_SDK1_PYTHON``):
+The 1.x SDK lives in a side virtualenv (the ``sdk1_python`` fixture):
 ``tests/sdk1/record_sdk1.py`` runs there against the sandbox and records into a SQLite
 file, which is then read back here with the current code.
 """
@@ -23,32 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "sdk1" / "record_sdk1.py"
 
 
-def _sdk1_python() -> str:
-    exe = os.environ.get("CONVOSTORE_SDK1_PYTHON", "/work/venv1/bin/python")
-    if not Path(exe).exists():
-        pytest.skip(f"no google-genai 1.x interpreter at {exe}")
-    probe = subprocess.run(
-        [exe, "-c", "import google.genai, sqlmodel, orjson, alembic; print(google.genai.__version__)"],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0 or not probe.stdout.startswith("1."):
-        pytest.skip(f"{exe} lacks google-genai 1.x or convostore's dependencies: {probe.stderr[-300:]}")
-    return exe
-
-
 @pytest.fixture
-def sdk1_run(sandbox, tmp_path, request):
+def sdk1_run(sandbox, tmp_path, sdk1_python):
     """Run record_sdk1.py under the 1.x SDK; returns (its JSON output, the database path)."""
-    try:  # the sandbox helper's fixture, when present
-        runner = request.getfixturevalue("sdk1_python")
-    except pytest.FixtureLookupError:
-        runner = None
     db = tmp_path / "sdk1.db"
-    exe = runner if isinstance(runner, (str, os.PathLike)) else _sdk1_python()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [str(exe), str(SCRIPT), sandbox.base_url, str(db)], capture_output=True, text=True, env=env, timeout=120
+        [sdk1_python, str(SCRIPT), sandbox.base_url, str(db)], capture_output=True, text=True, env=env, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), db
