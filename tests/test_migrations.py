@@ -1,0 +1,61 @@
+"""The schema: models and migrations agree, on both backends, from a wheel too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from convostore.store import engine as store_engine
+from convostore.store.models import SQLModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _include(obj, name, type_, reflected, compare_to):
+    if type_ == "table" and name and (name.startswith("interaction_fts") or name == "alembic_version"):
+        return False
+    if type_ == "column" and name == "search_vector":
+        return False
+    if type_ == "index" and name == "ix_interaction_search":
+        return False
+    return True
+
+
+def test_models_and_migrations_agree(store):
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"include_object": _include, "compare_type": True})
+        assert compare_metadata(ctx, SQLModel.metadata) == []
+
+
+def test_schema_head_matches_the_scripts(store):
+    with store.engine.connect() as conn:
+        script = ScriptDirectory.from_config(store_engine.alembic_config(conn))
+    assert script.get_current_head() == store_engine.SCHEMA_HEAD
+    assert store_engine.current_revision(store.engine) == store_engine.SCHEMA_HEAD
+
+
+def test_migrations_run_from_a_built_wheel(tmp_path):
+    """A non-editable install finds its migrations inside the package."""
+    out = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)], check=True, timeout=300)
+    wheel = next(out.glob("convostore-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "convostore/_migrations/env.py" in names
+    assert any(n.startswith("convostore/_migrations/versions/0001") for n in names)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import sys; from convostore.store import Store, engine;"
+        "s = Store(sys.argv[1]); print(engine.migrations_dir()); print(engine.current_revision(s.engine))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.db")], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    where, rev = proc.stdout.split()
+    assert where.startswith(str(site)) and rev == store_engine.SCHEMA_HEAD
