@@ -7,6 +7,7 @@ fixture runs each test on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -125,6 +126,16 @@ def test_stream_abandoned_early_is_recorded_partial(rc, store, sandbox):
     row = store.get(iid)
     assert row.partial is True
     assert row.status == "incomplete"
+
+
+def test_stream_dropped_without_close_is_recorded_when_collected(rc, store):
+    stream = rc.interactions.create(model=MODEL, input="Tell me a long story about tennis.", stream=True)
+    for _ in stream:
+        break
+    del stream
+    gc.collect()
+    (iid,) = _ids(store)
+    assert store.get(iid).partial is True
 
 
 def test_async_stream_read_fully_and_abandoned(arc, store):
