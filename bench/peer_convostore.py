@@ -7,7 +7,7 @@ Ops, on the same synthetic conversation as the other peers (``user_text``/``repl
 
 * ``append``: one turn saved the way the recorder saves it: the raw request and response
   bodies parsed (orjson), turned into a row (``records.row_from_exchange``) and
-  ``store.save``-d, chained by ``previous_interaction_id``; one conversation of N turns.
+  ``store.save_quiet``-d (``save`` without reading the row back), chained by ``previous_interaction_id``; one conversation of N turns.
 * ``load``: the stateless history that continues the chain (``convostore.history``; the
   store's ``chain`` when history is absent), the analogue of llm's conversation loading.
 * ``export``: ``convostore --db FILE export -o OUT`` as a subprocess (interpreter start
@@ -71,6 +71,7 @@ class ConvostorePeer(bench_peers.Peer):
                 req, resp, iid = _exchange(n, i, prev)
                 bodies.append((req, resp))
                 prev = iid
+            save = getattr(store, "save_quiet", store.save)  # the recorder's hot path: no read-back
             per_call = []
             for req, resp in bodies:
                 t0 = time.perf_counter()
@@ -81,7 +82,7 @@ class ConvostorePeer(bench_peers.Peer):
                     recorded_at=datetime.now(timezone.utc),
                     latency_ms=1.0,
                 )
-                store.save(row)
+                save(row)
                 per_call.append(time.perf_counter() - t0)
             heads[n] = prev  # type: ignore[assignment]
             last = store.get(prev)
@@ -92,8 +93,8 @@ class ConvostorePeer(bench_peers.Peer):
                 n=n,
                 unit="turn",
                 samples_s=[sum(per_call)],
-                detail="orjson.loads(request, response) + records.row_from_exchange + store.save, per turn",
-                code="convostore/records.py:row_from_exchange -> convostore/store:Store.save",
+                detail="orjson.loads(request, response) + records.row_from_exchange + store.save_quiet, per turn",
+                code="convostore/records.py:row_from_exchange -> convostore/store:Store.save_quiet",
                 extra={
                     "per_call_median_us": statistics.median(per_call) * 1e6,
                     f"first_{k}_mean_us": statistics.mean(per_call[:k]) * 1e6,
