@@ -92,7 +92,7 @@ def history(
     """
     if format not in ("steps", "turns"):
         raise ValueError(f"format must be 'steps' or 'turns', not {format!r}")
-    chain = store.chain(interaction_id)
+    chain = store.chain_turns(interaction_id)
     head = chain[-1]
     target = model or head.model
     steps: list[dict[str, Any]] = []

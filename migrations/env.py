@@ -12,7 +12,7 @@ target_metadata = SQLModel.metadata
 
 def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
     # Full-text search objects are managed by hand in the migrations, not by the models.
-    if type_ == "table" and name and name.startswith("interaction_fts"):
+    if type_ == "table" and name and name.startswith("interaction_fts"):  # incl. interaction_fts_state
         return False
     if type_ == "column" and name == "search_vector":
         return False
