@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import Row, Store
 
 FORMAT_VERSION = 1
+BATCH = 1000
 #: Archive-only fields carried in a line's ``meta``.
 META_FIELDS = (
     "conversation_id", "parent_id", "link", "recorded_at", "latency_ms", "expires_at", "server_state",
@@ -214,6 +215,14 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
         # Pass 2: write, in one transaction.
         fh.seek(0)
         with store.writer() as w:
+            batch: list[dict[str, Any]] = []
+
+            def flush() -> None:
+                added = w.save_many(batch)
+                result.added += added
+                result.skipped += len(batch) - added
+                batch.clear()
+
             for lineno, raw in enumerate(fh, 1):
                 obj = _parse(raw, lineno)
                 if obj is None:
@@ -222,10 +231,18 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
                 if obj.get("kind") == "replay_run":
                     result.runs += w.save_run(obj["run"])
                     continue
-                if w.save(_row(obj, lineno, store.retention)):
-                    result.added += 1
-                else:
-                    result.skipped += 1
+                row = _row(obj, lineno, store.retention)
+                if not row.get("conversation_id"):
+                    # Linked by parent or by content: the rows before it must be stored first.
+                    flush()
+                    added = w.save(row)
+                    result.added += added
+                    result.skipped += not added
+                    continue
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    flush()
+            flush()
     finally:
         if owned:
             fh.close()

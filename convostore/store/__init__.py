@@ -41,6 +41,7 @@ _JSON = {
     "error": "error",
 }
 _COLUMNS = frozenset(T.c.keys())
+_COLUMN_ORDER = tuple(T.c.keys())
 _RUN_JSON = ("settings", "summary")
 MAX_DEPTH = 1_000_000
 # Ancestors of :id. UNION (not UNION ALL) stops on a row already seen, so a cycle
@@ -73,6 +74,16 @@ def _dumps(value: Any) -> str | None:
     if value is None:
         return None
     return orjson.dumps(value, default=str).decode()
+
+
+def _defaults(values: dict[str, Any]) -> None:
+    if values.get("recorded_at") is None:
+        values["recorded_at"] = datetime.now(timezone.utc)
+    for flag in ("partial", "store", "background", "stream"):
+        if values.get(flag) is None:
+            values[flag] = flag == "store"
+    if values.get("hop_index") is None:
+        values["hop_index"] = 0
 
 
 def _blank(value: Any) -> bool:
@@ -252,6 +263,28 @@ class Writer:
         """Insert ``row``; returns False when its id is already stored (and ``merge`` is off)."""
         return self.store._save(self.conn, row, merge=merge)
 
+    def save_many(self, rows: list[Mapping[str, Any]]) -> int:
+        """Insert a batch (imports): one id lookup and one multi-row insert; returns how many were new."""
+        conn = self.conn
+        ids = [r["id"] for r in rows]
+        if not ids:
+            return 0
+        existing = set(conn.execute(select(T.c.id).where(T.c.id.in_(ids))).scalars())
+        fresh: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in rows:
+            if row["id"] in existing or row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            values = self.store._values(row, conn)
+            if not all(row.get(k) for k in ("conversation_id", "link", "context_hash")):
+                self.store._link(conn, row, values)
+            _defaults(values)
+            fresh.append({c: values.get(c) for c in _COLUMN_ORDER})
+        if fresh:
+            conn.execute(insert(T), fresh)
+        return len(fresh)
+
     def save_run(self, run: Mapping[str, Any]) -> bool:
         if self.conn.execute(select(R.c.id).where(R.c.id == run["id"])).first() is not None:
             return False
@@ -418,12 +451,7 @@ class Store:
             return True
         values = self._values(row, conn)
         self._link(conn, row, values)
-        values.setdefault("recorded_at", datetime.now(timezone.utc))
-        for flag in ("partial", "store", "background", "stream"):
-            if values.get(flag) is None:
-                values[flag] = flag == "store"
-        if values.get("hop_index") is None:
-            values["hop_index"] = 0
+        _defaults(values)
         conn.execute(insert(T), values)  # a cached compiled INSERT: ~2x faster than .values(**values)
         return True
 
