@@ -122,7 +122,9 @@ def row_from_exchange(
         "response": response or None,
         "input_steps": input_steps,
         "output_steps": output_steps,
-        "input_text": wire.input_text(input_steps),
+        # The turn's own words: a stateless call's re-sent history is already in the
+        # archive (input_steps keep everything, losslessly).
+        "input_text": wire.input_text(wire.split_history(input_steps)[1]),
         "output_text": wire.output_text(output_steps),
         "usage": usage if isinstance(usage, Mapping) else None,
         "input_tokens": inp,
