@@ -138,17 +138,16 @@ def expiring(store: "Store", within: str | timedelta = "2d") -> Iterator[Expirin
     """Conversations whose server state ends within ``within``, soonest first."""
     horizon = _now() + parse_duration(within)
     heads: dict[str, Expiring] = {}
-    for row in store.list(server_state="live"):
-        expires = _aware(row.expires_at)
-        if expires is None:
-            continue
+    # Newest first: a conversation's first row seen is its latest live turn, the one a
+    # continuation would name as previous_interaction_id.
+    for row in store.list(server_state="live", replays=False):
         cur = heads.get(row.conversation_id)
-        if cur is None:
-            heads[row.conversation_id] = Expiring(row.conversation_id, row.id, expires, row.model, 1)
-        else:
+        if cur is not None:
             cur.turns += 1
-            if expires > cur.expires_at:
-                cur.expires_at, cur.head_id, cur.model = expires, row.id, row.model
+            continue
+        expires = _aware(row.expires_at)
+        if expires is not None:
+            heads[row.conversation_id] = Expiring(row.conversation_id, row.id, expires, row.model, 1)
     yield from sorted((e for e in heads.values() if e.expires_at <= horizon), key=lambda e: e.expires_at)
 
 
