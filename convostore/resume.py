@@ -69,12 +69,12 @@ def needs_rebuild(store: "Store", prev_id: str) -> bool:
     Saves the doomed round trip: a chain past its expiry estimate, one recorded with
     ``store=False``, or one already seen expired or deleted.
     """
-    row = _stored(store, prev_id)
-    if row is None:
+    status = store.server_status(prev_id)
+    if status is None:
         return False
-    if row.server_state in GONE_STATES:
+    state, expires = status
+    if state in GONE_STATES:
         return True
-    expires = _aware(row.expires_at)
     return expires is not None and expires <= _now()
 
 

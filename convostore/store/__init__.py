@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import threading
+from collections import namedtuple
 from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -222,6 +224,42 @@ _MATCH = (
     .limit(1)
 )
 _INSERT = insert(T)
+_SQL_EXISTS = "SELECT 1 FROM interaction WHERE id = ?"
+_SQL_INSERT = f"INSERT INTO interaction ({', '.join(T.c.keys())}) VALUES ({', '.join('?' * len(T.c))})"
+_LinkRow = namedtuple("_LinkRow", "id conversation_id context_hash")
+
+
+class _RawLinks:
+    """Parent and content-hash lookups on a raw sqlite3 cursor (the fast path)."""
+
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def parent(self, parent_id: str) -> Any:
+        r = self.cur.execute("SELECT id, conversation_id, context_hash FROM interaction WHERE id = ?", (parent_id,)).fetchone()
+        return _LinkRow(*r) if r else None
+
+    def match(self, wanted: str) -> Any:
+        r = self.cur.execute(
+            "SELECT id, conversation_id, context_hash FROM interaction WHERE context_hash = ? AND replay_run_id IS NULL "
+            "ORDER BY recorded_at DESC LIMIT 1",
+            (wanted,),
+        ).fetchone()
+        return _LinkRow(*r) if r else None
+
+
+def _sqlite_param(value: Any) -> Any:
+    """A value as SQLAlchemy's SQLite dialect stores it (so both paths read back the same)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+_STATUS = select(T.c.server_state, T.c.expires_at).where(T.c.id == bindparam("iid"))
 
 
 @dataclass
@@ -423,6 +461,12 @@ class Store:
         """``save`` without reading the row back: the recorder's hot path."""
         if not row.get("id"):
             raise StoreError("an interaction needs an id")
+        if self.dialect == "sqlite":
+            try:
+                if self._save_sqlite_fast(row):
+                    return
+            except (sqlite3.Error, SQLAlchemyError) as exc:
+                raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
         try:
             with self._begin() as conn:
                 self._save(conn, row)
@@ -455,7 +499,11 @@ class Store:
         conn.execute(insert(T), values)  # a cached compiled INSERT: ~2x faster than .values(**values)
         return True
 
-    def _link(self, conn: Connection, row: Mapping[str, Any], values: dict[str, Any]) -> None:
+    def _link(self, conn: Any, row: Mapping[str, Any], values: dict[str, Any]) -> None:
+        """Parent, link kind, conversation and context hash of a new row (see ``save``).
+
+        ``conn`` is a SQLAlchemy connection or a ``_RawLinks`` (the SQLite fast path).
+        """
         inputs = row.get("input_steps") or []
         outputs = row.get("output_steps") or []
         history, _ = wire.split_history(list(inputs))
@@ -473,7 +521,7 @@ class Store:
             link = "server"
         elif history:
             wanted = wire.context_hash(None, history)
-            match = conn.execute(_MATCH, {"h": wanted}).first()
+            match = conn.match(wanted) if isinstance(conn, _RawLinks) else conn.execute(_MATCH, {"h": wanted}).first()
             if match is not None:
                 parent_id, parent, link = match.id, match, "stateless"
         if parent is not None:
@@ -490,8 +538,46 @@ class Store:
             values["context_hash"] = ctx
 
     @staticmethod
-    def _parent(conn: Connection, parent_id: str) -> Any:
+    def _parent(conn: Any, parent_id: str) -> Any:
+        if isinstance(conn, _RawLinks):
+            return conn.parent(parent_id)
         return conn.execute(_PARENT, {"pid": parent_id}).first()
+
+    def _save_sqlite_fast(self, row: Mapping[str, Any]) -> bool:
+        """The recorder's insert on SQLite through the driver directly: one transaction,
+        three prepared statements, no per-call SQL construction. Returns False to ask
+        for the general path (an existing id to merge, or inline media)."""
+        values: dict[str, Any] = {}
+        for key, value in row.items():
+            column = _JSON.get(key, key)
+            if column not in _COLUMNS:
+                continue
+            if key in _JSON:
+                if isinstance(value, (str, bytes)) and key in ("request", "response"):
+                    value = orjson.loads(value)
+                value = _dumps(value)
+                if value is not None and len(value) >= wire.MEDIA_MIN_CHARS and wire.has_media(value):
+                    return False
+            values[column] = value
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.driver_connection.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if cur.execute(_SQL_EXISTS, (row["id"],)).fetchone() is not None:
+                    cur.execute("ROLLBACK")
+                    return False
+                self._link(_RawLinks(cur), row, values)
+                _defaults(values)
+                params = tuple(_sqlite_param(values.get(c)) for c in _COLUMN_ORDER)
+                cur.execute(_SQL_INSERT, params)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            return True
+        finally:
+            raw.close()
 
     def update(self, interaction_id: str, **fields_: Any) -> Row:
         """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
@@ -545,6 +631,14 @@ class Store:
         if r is None:
             raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
         return self._row(r)
+
+    def server_status(self, interaction_id: str) -> tuple[str | None, datetime | None] | None:
+        """(server_state, expires_at) of a stored interaction, or None: the resume check, kept cheap."""
+        with self._connect() as conn:
+            r = conn.execute(_STATUS, {"iid": interaction_id}).first()
+        if r is None:
+            return None
+        return r[0], _utc(r[1])
 
     def exists(self, interaction_id: str) -> bool:
         with self._connect() as conn:

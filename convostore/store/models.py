@@ -20,11 +20,11 @@ class Interaction(SQLModel, table=True):
     __table_args__ = (Index("ix_interaction_conversation_recorded", "conversation_id", "recorded_at"),)
 
     id: str = Field(primary_key=True)
-    conversation_id: str = Field(index=True)
+    conversation_id: str  # indexed with recorded_at below
     parent_id: Optional[str] = Field(default=None, index=True)
     previous_interaction_id: Optional[str] = None
     link: Optional[str] = None
-    model: Optional[str] = Field(default=None, index=True)
+    model: Optional[str] = None
     agent: Optional[str] = None
     status: Optional[str] = None
     partial: bool = False

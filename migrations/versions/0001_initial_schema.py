@@ -60,10 +60,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('interaction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interaction_context_hash'), ['context_hash'], unique=False)
-        batch_op.create_index(batch_op.f('ix_interaction_conversation_id'), ['conversation_id'], unique=False)
         batch_op.create_index('ix_interaction_conversation_recorded', ['conversation_id', 'recorded_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_expires_at'), ['expires_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_interaction_model'), ['model'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_parent_id'), ['parent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_recorded_at'), ['recorded_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_replay_run_id'), ['replay_run_id'], unique=False)
@@ -148,10 +146,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_interaction_replay_run_id'))
         batch_op.drop_index(batch_op.f('ix_interaction_recorded_at'))
         batch_op.drop_index(batch_op.f('ix_interaction_parent_id'))
-        batch_op.drop_index(batch_op.f('ix_interaction_model'))
         batch_op.drop_index(batch_op.f('ix_interaction_expires_at'))
         batch_op.drop_index('ix_interaction_conversation_recorded')
-        batch_op.drop_index(batch_op.f('ix_interaction_conversation_id'))
         batch_op.drop_index(batch_op.f('ix_interaction_context_hash'))
 
     op.drop_table('interaction')
