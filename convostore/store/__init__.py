@@ -348,6 +348,7 @@ class Store:
         self.retention = retention
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self._lock = threading.Lock()
+        self._status: dict[str, tuple[str | None, datetime | None]] = {}
         self._engine: Engine | None = _engine.create(self.url)
         try:
             with self._engine.connect() as conn:
@@ -483,6 +484,7 @@ class Store:
             raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
 
     def _save(self, conn: Connection, row: Mapping[str, Any], *, merge: bool = True) -> bool:
+        self._status.pop(row["id"], None)
         existing = conn.execute(_EXISTS, {"iid": row["id"]}).first()
         if existing is not None:
             if not merge:
@@ -572,6 +574,7 @@ class Store:
                 params = tuple(_sqlite_param(values.get(c)) for c in _COLUMN_ORDER)
                 cur.execute(_SQL_INSERT, params)
                 cur.execute("COMMIT")
+                self._remember_status(values)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
@@ -581,6 +584,7 @@ class Store:
 
     def update(self, interaction_id: str, **fields_: Any) -> Row:
         """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
+        self._status.pop(interaction_id, None)
         with self._begin() as conn:
             values = self._values(fields_, conn)
             values.pop("id", None)
@@ -591,6 +595,7 @@ class Store:
 
     def mark_server_state(self, interaction_id: str, state: str) -> None:
         """Record what the server knows of an interaction: live, expired, deleted, not_stored."""
+        self._status.pop(interaction_id, None)
         with self._begin() as conn:
             result = conn.execute(update(T).where(T.c.id == interaction_id).values(server_state=state))
             if result.rowcount == 0:
@@ -633,12 +638,30 @@ class Store:
         return self._row(r)
 
     def server_status(self, interaction_id: str) -> tuple[str | None, datetime | None] | None:
-        """(server_state, expires_at) of a stored interaction, or None: the resume check, kept cheap."""
+        """(server_state, expires_at) of a stored interaction, or None: the resume check, kept cheap.
+
+        Answers from a small cache of what this Store object itself wrote (saves,
+        updates, marks keep it true); anything else is one indexed read. A change made
+        by another process is seen once the entry leaves the cache; until then the
+        worst case is one request to the server that fails and is rebuilt anyway.
+        """
+        cached = self._status.get(interaction_id)
+        if cached is not None:
+            return cached
         with self._connect() as conn:
             r = conn.execute(_STATUS, {"iid": interaction_id}).first()
         if r is None:
             return None
         return r[0], _utc(r[1])
+
+    def _remember_status(self, values: Mapping[str, Any]) -> None:
+        if "server_state" in values or "expires_at" in values:
+            iid = values["id"]
+            if len(self._status) >= 4096:
+                self._status.clear()
+            state = values.get("server_state")
+            expires = values.get("expires_at")
+            self._status[iid] = (state, _utc(expires) if isinstance(expires, datetime) else None)
 
     def exists(self, interaction_id: str) -> bool:
         with self._connect() as conn:
