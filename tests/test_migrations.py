@@ -17,19 +17,9 @@ from convostore.store.models import SQLModel
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _include(obj, name, type_, reflected, compare_to):
-    if type_ == "table" and name and (name.startswith("interaction_fts") or name == "alembic_version"):
-        return False
-    if type_ == "column" and name == "search_vector":
-        return False
-    if type_ == "index" and name == "ix_interaction_search":
-        return False
-    return True
-
-
 def test_models_and_migrations_agree(store):
     with store.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": _include, "compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"include_object": store_engine.include_object, "compare_type": True})
         assert compare_metadata(ctx, SQLModel.metadata) == []
 
 

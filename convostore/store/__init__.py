@@ -78,6 +78,28 @@ def _dumps(value: Any) -> str | None:
     return orjson.dumps(value, default=str).decode()
 
 
+def _encode(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A row dict as column values (JSON as orjson text, times in UTC), plus the JSON
+    values that carry inline media and still need splitting out (column → value)."""
+    values: dict[str, Any] = {}
+    media: dict[str, Any] = {}
+    for key, value in row.items():
+        column = _JSON.get(key, key)
+        if column not in _COLUMNS:
+            continue
+        if key in _JSON:
+            if isinstance(value, (str, bytes)) and key in ("request", "response"):
+                value = orjson.loads(value)
+            raw = _dumps(value)
+            if raw is not None and len(raw) >= wire.MEDIA_MIN_CHARS and wire.has_media(raw):
+                media[column] = value
+            value = raw
+        elif isinstance(value, datetime):
+            value = _utc(value)
+        values[column] = value
+    return values, media
+
+
 def _defaults(values: dict[str, Any]) -> None:
     if values.get("recorded_at") is None:
         values["recorded_at"] = datetime.now(timezone.utc)
@@ -415,24 +437,11 @@ class Store:
 
     def _values(self, row: Mapping[str, Any], conn: Connection) -> dict[str, Any]:
         """Column values for a row dict; inline media moved to the media table."""
-        values: dict[str, Any] = {}
-        for key, value in row.items():
-            column = _JSON.get(key, key)
-            if column not in _COLUMNS:
-                continue
-            if key in _JSON:
-                if isinstance(value, (str, bytes)) and key in ("request", "response"):
-                    value = orjson.loads(value)
-                raw = _dumps(value)
-                if raw is not None and len(raw) >= wire.MEDIA_MIN_CHARS and wire.has_media(raw):
-                    split, found = wire.split_media(value)
-                    if found:
-                        self._put_media(conn, found)
-                        raw = _dumps(split)
-                value = raw
-            elif isinstance(value, datetime):
-                value = _utc(value)
-            values[column] = value
+        values, media = _encode(row)
+        for column, value in media.items():
+            split, found = wire.split_media(value)
+            self._put_media(conn, found)
+            values[column] = _dumps(split)
         return values
 
     def _put_media(self, conn: Connection, found: Mapping[str, tuple[str | None, str]]) -> None:
@@ -549,18 +558,9 @@ class Store:
         """The recorder's insert on SQLite through the driver directly: one transaction,
         three prepared statements, no per-call SQL construction. Returns False to ask
         for the general path (an existing id to merge, or inline media)."""
-        values: dict[str, Any] = {}
-        for key, value in row.items():
-            column = _JSON.get(key, key)
-            if column not in _COLUMNS:
-                continue
-            if key in _JSON:
-                if isinstance(value, (str, bytes)) and key in ("request", "response"):
-                    value = orjson.loads(value)
-                value = _dumps(value)
-                if value is not None and len(value) >= wire.MEDIA_MIN_CHARS and wire.has_media(value):
-                    return False
-            values[column] = value
+        values, media = _encode(row)
+        if media:
+            return False
         raw = self.engine.raw_connection()
         try:
             cur = raw.driver_connection.cursor()

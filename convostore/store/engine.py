@@ -87,6 +87,15 @@ def create(url: str) -> Engine:
     raise StoreError(f"unsupported database URL {make_url(url).render_as_string(hide_password=True)!r}: use a file path, sqlite:/// or postgresql://")
 
 
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic filter: full-text search objects are managed by hand in the migrations."""
+    if type_ == "table" and name and (name.startswith("interaction_fts") or name == "alembic_version"):
+        return False
+    if type_ == "column" and name == "search_vector":
+        return False
+    return not (type_ == "index" and name == "ix_interaction_search")
+
+
 def migrations_dir() -> Path:
     """The Alembic scripts: in a checkout ``<repo>/migrations``, in a wheel ``convostore/_migrations``."""
     here = Path(__file__).resolve().parent.parent
