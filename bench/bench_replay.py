@@ -24,11 +24,38 @@ from google.genai import types  # noqa: E402
 
 import convostore  # noqa: E402
 from convostore.replay import replay  # noqa: E402
-from convostore.sandbox import Sandbox  # noqa: E402
 
 
 class Interrupt(Exception):
     pass
+
+
+class _SandboxProcess:
+    """The sandbox in its own process, so its work does not share the client's GIL."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    def __enter__(self) -> "_SandboxProcess":
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "convostore", "sandbox", "--latency", str(self.latency)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.base_url = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    @property
+    def requests(self) -> list:
+        import urllib.request
+
+        import orjson
+
+        with urllib.request.urlopen(self.base_url + "/_sandbox/requests") as resp:
+            return orjson.loads(resp.read())["requests"]
 
 
 def main() -> None:
@@ -38,7 +65,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=50)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Sandbox(latency=args.latency) as sb:
+    with tempfile.TemporaryDirectory() as tmp, _SandboxProcess(args.latency) as sb:
         store = convostore.Store(str(Path(tmp) / "replay.db"))
         client = convostore.record(genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=sb.base_url)), store=store)
 
@@ -60,7 +87,8 @@ def main() -> None:
             run = replay(store, heads, model="gemini-2.5-pro", client=client, concurrency=c)
             elapsed = time.perf_counter() - t0
             assert run.summary["verdicts"].get("ok") == total, run.summary
-            base = base or elapsed * c / 1 if c == 1 else base
+            if c == 1:
+                base = elapsed
             speed = (base / elapsed) if base else float("nan")
             print(f"{c:>11} {elapsed:>8.2f} {total / elapsed:>8.1f} {speed:>9.2f} {speed / c:>10.2f}")
 
