@@ -9,6 +9,7 @@ that the server never carries forward.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,6 +93,18 @@ def history(
     """
     if format not in ("steps", "turns"):
         raise ValueError(f"format must be 'steps' or 'turns', not {format!r}")
+    # A long chain is tens of thousands of fresh, acyclic containers: pausing the
+    # cyclic GC while they are made roughly halves the rebuild time.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _history(store, interaction_id, model=model, format=format)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _history(store: "Store", interaction_id: str, *, model: str | None, format: Format) -> History:
     chain = store.chain_turns(interaction_id)
     head = chain[-1]
     target = model or head.model
