@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Format = Literal["steps", "turns"]
 
+#: Links whose stored input is only the turn's own input (no re-sent history).
+_NO_HISTORY = frozenset({"server", "continuation"})
+
 
 @dataclass
 class History:
@@ -72,10 +75,10 @@ def turn_steps(row: Any, *, first: bool) -> tuple[list[dict[str, Any]], list[dic
     that history is already in the chain above it, so only the new part counts. The
     first turn of a chain keeps everything: nothing above it holds that history.
     """
-    steps = list(row.input_steps or ())
-    if not first:
+    steps = row.input_steps or []
+    if not first and row.link not in _NO_HISTORY:
         _, steps = wire.split_history(steps)
-    return steps, list(row.output_steps or ())
+    return steps, row.output_steps or []
 
 
 def history(
@@ -112,12 +115,15 @@ def _history(store: "Store", interaction_id: str, *, model: str | None, format: 
     dropped = 0
     for i, row in enumerate(chain):
         inputs, outputs = turn_steps(row, first=i == 0)
-        keep_thoughts = row.model == target
-        for step in inputs + outputs:
-            if step.get("type") == "thought" and not keep_thoughts:
+        if row.model == target:
+            steps += inputs
+            steps += outputs
+            continue
+        for step in (*inputs, *outputs):
+            if step.get("type") == "thought":
                 dropped += 1
-                continue
-            steps.append(step)
+            else:
+                steps.append(step)
     request = head.request or {}
     return History(
         input=wire.steps_to_turns(steps) if format == "turns" else steps,
