@@ -60,7 +60,7 @@ _WALK = (
     " SELECT id, parent_id, model, link, input_steps, output_steps, 0 FROM interaction WHERE id = :id"
     " UNION ALL SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps, anc.depth + 1"
     " FROM interaction i JOIN anc ON i.id = anc.parent_id WHERE anc.depth < :bound)"
-    " SELECT id, parent_id, model, link, inp, outp FROM anc ORDER BY depth"
+    " SELECT id, parent_id, model, link, inp, outp, depth FROM anc"
 )
 
 
@@ -706,7 +706,10 @@ class Store:
                 )
                 rows = _order_chain(head.id, conn.execute(sql, {"id": head.id}).all(), lambda r: (r[0], r[1]))
             else:
-                rows.reverse()
+                # SQLite's queue yields them in depth order already; sorting in Python
+                # (linear on sorted input) keeps that a certainty without a SQL sort of
+                # every row's JSON.
+                rows.sort(key=lambda r: -r[6])
         # One parse for the whole chain: per-call overhead, not bytes, dominates
         # thousands of small JSON texts.
         text_ = "[" + ",".join(f"[{r[4] or '[]'},{r[5] or '[]'}]" for r in rows) + "]"
