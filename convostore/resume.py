@@ -9,15 +9,14 @@ local expiry estimate is what lets a rebuild skip the doomed round trip.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .errors import NotFoundError
 from .history import history
+from .records import retention_delta
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -27,22 +26,6 @@ log = logging.getLogger("convostore")
 #: Server states that mean ``previous_interaction_id`` cannot work any more.
 GONE_STATES = frozenset({"not_stored", "expired", "deleted"})
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: str | int | float | timedelta) -> timedelta:
-    """``'2d'``, ``'12h'``, ``'90m'``, ``'30s'`` or seconds as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 90m, 12h, 2d)")
-    return timedelta(seconds=float(match.group(1)) * _UNIT[match.group(2)])
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -51,13 +34,6 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=timezone.utc)
-
-
-def _stored(store: "Store", interaction_id: str) -> Any | None:
-    try:
-        return store.get(interaction_id)
-    except NotFoundError:
-        return None
 
 
 # --- the recorder's hook --------------------------------------------------------
@@ -136,7 +112,7 @@ class Expiring:
 
 def expiring(store: "Store", within: str | timedelta = "2d") -> Iterator[Expiring]:
     """Conversations whose server state ends within ``within``, soonest first."""
-    horizon = _now() + parse_duration(within)
+    horizon = _now() + retention_delta(within)
     heads: dict[str, Expiring] = {}
     # Newest first: a conversation's first row seen is its latest live turn, the one a
     # continuation would name as previous_interaction_id.
