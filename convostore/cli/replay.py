@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,7 +57,7 @@ def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode
         targets += [row.id for row in store.conversations(since=_since(since) if since else None)]
     if not resume_run and not model:
         raise click.UsageError("--model is required (or --resume RUN_ID)")
-    with click.progressbar(length=1, label="replaying", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=1, label="replaying", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
