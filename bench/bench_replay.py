@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=5)
     ap.add_argument("--latency", type=float, default=50)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--paths", nargs="+", choices=["direct", "sdk"], default=["direct", "sdk"],
+                    help="how turns are sent: raw wire JSON on the client's connection (the default "
+                    "in replay()), or the SDK's interactions.create; both measured in the same run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, _SandboxProcess(args.latency) as sb:
         store = convostore.Store(str(Path(tmp) / "replay.db"))
@@ -80,17 +83,18 @@ def main() -> None:
             heads = list(pool.map(conversation, range(args.conversations)))
         total = args.conversations * args.turns
         print(f"{args.conversations} conversations x {args.turns} turns, sandbox latency {args.latency:.0f} ms")
-        print(f"{'concurrency':>11} {'seconds':>8} {'turns/s':>8} {'speed-up':>9} {'efficiency':>10}")
-        base = None
-        for c in args.concurrency:
-            t0 = time.perf_counter()
-            run = replay(store, heads, model="gemini-2.5-pro", client=client, concurrency=c)
-            elapsed = time.perf_counter() - t0
-            assert run.summary["verdicts"].get("ok") == total, run.summary
-            if c == 1:
-                base = elapsed
-            speed = (base / elapsed) if base else float("nan")
-            print(f"{c:>11} {elapsed:>8.2f} {total / elapsed:>8.1f} {speed:>9.2f} {speed / c:>10.2f}")
+        print(f"{'path':>6} {'concurrency':>11} {'seconds':>8} {'turns/s':>8} {'speed-up':>9} {'efficiency':>10}")
+        for path in args.paths:
+            base = None
+            for c in args.concurrency:
+                t0 = time.perf_counter()
+                run = replay(store, heads, model="gemini-2.5-pro", client=client, concurrency=c, direct=path == "direct")
+                elapsed = time.perf_counter() - t0
+                assert run.summary["verdicts"].get("ok") == total, run.summary
+                if c == 1:
+                    base = elapsed
+                speed = (base / elapsed) if base else float("nan")
+                print(f"{path:>6} {c:>11} {elapsed:>8.2f} {total / elapsed:>8.1f} {speed:>9.2f} {speed / c:>10.2f}", flush=True)
 
         # Interrupted, then resumed: count what the sandbox received.
         before = len(sb.requests)

@@ -109,21 +109,39 @@ def history(
 
 def _history(store: "Store", interaction_id: str, *, model: str | None, format: Format) -> History:
     chain = store.chain_turns(interaction_id)
+    return from_chain(chain, model=model, format=format)
+
+
+def add_turn(steps: list[dict[str, Any]], row: Any, target: str | None, *, first: bool) -> int:
+    """Append one stored turn's steps for a request to ``target``; returns thoughts dropped.
+
+    The unit ``history`` is built from, exposed so replay can grow one conversation's
+    history turn by turn instead of querying the chain again at every turn.
+    """
+    inputs, outputs = turn_steps(row, first=first)
+    if row.model == target:
+        steps += inputs
+        steps += outputs
+        return 0
+    dropped = 0
+    for step in (*inputs, *outputs):
+        if step.get("type") == "thought":
+            dropped += 1
+        else:
+            steps.append(step)
+    return dropped
+
+
+def from_chain(chain: list[Any], *, model: str | None = None, format: Format = "steps") -> History:
+    """``history`` of chain rows already read (root first, as ``Store.chain`` returns them)."""
+    if not chain:
+        raise ValueError("an empty chain has no history")
     head = chain[-1]
     target = model or head.model
     steps: list[dict[str, Any]] = []
     dropped = 0
     for i, row in enumerate(chain):
-        inputs, outputs = turn_steps(row, first=i == 0)
-        if row.model == target:
-            steps += inputs
-            steps += outputs
-            continue
-        for step in (*inputs, *outputs):
-            if step.get("type") == "thought":
-                dropped += 1
-            else:
-                steps.append(step)
+        dropped += add_turn(steps, row, target, first=i == 0)
     request = head.request or {}
     return History(
         input=wire.steps_to_turns(steps) if format == "turns" else steps,

@@ -29,6 +29,12 @@ def rc(client, store):
     return convostore.record(client, store=store)
 
 
+@pytest.fixture(params=[True, False], ids=["direct", "sdk"])
+def direct(request):
+    """Replay sends raw wire JSON through the client's connection, or through the SDK's create."""
+    return request.param
+
+
 def _conversation(rc):
     t1 = rc.interactions.create(model=SOURCE, input="Hi, my name is Karthik.")
     t2 = rc.interactions.create(model=SOURCE, input="I like cricket.", previous_interaction_id=t1.id)
@@ -40,10 +46,10 @@ def _creates_since(sandbox, n):
     return sandbox.requests[n:]
 
 
-def test_forced_mode_sends_the_original_history_at_every_turn(rc, store, sandbox):
+def test_forced_mode_sends_the_original_history_at_every_turn(rc, store, sandbox, direct):
     src = _conversation(rc)
     n = len(sandbox.requests)
-    run = replay(store, src[-1].id, model=TARGET, mode="forced", client=rc, concurrency=1)
+    run = replay(store, src[-1].id, model=TARGET, mode="forced", client=rc, concurrency=1, direct=direct)
     sent = _creates_since(sandbox, n)
     assert len(sent) == 3
     assert all(body["model"] == TARGET and "previous_interaction_id" not in body for body in sent)
@@ -61,10 +67,10 @@ def test_forced_mode_sends_the_original_history_at_every_turn(rc, store, sandbox
     assert [r.id for r in store.tree(src[0].id)] == [t.id for t in src]
 
 
-def test_free_mode_builds_its_own_chain(rc, store, sandbox):
+def test_free_mode_builds_its_own_chain(rc, store, sandbox, direct):
     src = _conversation(rc)
     n = len(sandbox.requests)
-    run = replay(store, src[-1].id, model=TARGET, mode="free", client=rc)
+    run = replay(store, src[-1].id, model=TARGET, mode="free", client=rc, direct=direct)
     sent = _creates_since(sandbox, n)
     replayed = {r.source_id: r for r in store.list(replay_run_id=run.id)}
     assert "previous_interaction_id" not in sent[0]
@@ -73,13 +79,13 @@ def test_free_mode_builds_its_own_chain(rc, store, sandbox):
     assert "Karthik" in replayed[src[2].id].output_text
 
 
-def test_function_call_matched_gets_the_recorded_result(rc, store, sandbox):
+def test_function_call_matched_gets_the_recorded_result(rc, store, sandbox, direct):
     t1 = rc.interactions.create(model=SOURCE, input="Please use get_weather for Paris.", tools=TOOLS)
     call = next(s for s in store.get(t1.id).output_steps if s["type"] == "function_call")
     t2 = rc.interactions.create(model=SOURCE, tools=TOOLS, previous_interaction_id=t1.id,
                                 input=[{"type": "function_result", "call_id": call["id"], "name": "get_weather", "result": "sunny, 21C"}])
     n = len(sandbox.requests)
-    run = replay(store, t2.id, model=TARGET, mode="free", client=rc)
+    run = replay(store, t2.id, model=TARGET, mode="free", client=rc, direct=direct)
     sent = _creates_since(sandbox, n)
     replayed = {r.source_id: r for r in store.list(replay_run_id=run.id)}
     assert (replayed[t1.id].labels or {}).get("replay_verdict") != "diverged"
@@ -105,14 +111,69 @@ def test_function_call_departed_is_marked_diverged_and_free_mode_stops(rc, store
     assert c.turns[1].replays[run.id].status == "missing"
 
 
-def test_injected_faults_are_retried(rc, store, sandbox):
+def test_injected_faults_are_retried(rc, store, sandbox, direct):
     src = _conversation(rc)
     sandbox.fail(503, 2)
-    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01)
+    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01, direct=direct)
     assert run.summary["verdicts"] == {"ok": 3}
     sandbox.fail(429, 2)
-    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01)
+    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01, direct=direct)
     assert run.summary["verdicts"] == {"ok": 3}
+    # A retried attempt is not a row: exactly one answer per source turn, no failed rows.
+    assert sorted(r.status for r in store.list(replay_run_id=run.id)) == ["completed"] * 3
+
+
+def test_a_turn_that_keeps_failing_is_one_failed_row_and_the_run_goes_on(rc, store, sandbox):
+    src = _conversation(rc)
+    sandbox.fail(503, 3)  # every attempt of the first turn (max_attempts=3)
+    run = replay(store, src[-1].id, model=TARGET, client=rc, concurrency=1, backoff=0.01, max_attempts=3)
+    assert run.status == "completed_with_failures"
+    assert run.summary["verdicts"] == {"failed": 1, "ok": 2}
+    failed = [r for r in store.list(replay_run_id=run.id) if r.status == "failed"]
+    assert len(failed) == 1
+    assert all(r.source_id == src[0].id and r.error and r.error.get("status") == 503 for r in failed)
+    assert failed[0].request["model"] == TARGET and "api_key" not in orjson.dumps(failed[0].request).decode()
+
+
+def test_direct_replay_follows_continuation_hops(rc, store, sandbox):
+    t1 = rc.interactions.create(model=SOURCE, input="Hi, my name is Karthik.")
+    t2 = rc.interactions.create(model=SOURCE, input="Write a very long essay. [continue:2]", previous_interaction_id=t1.id)
+    assert t2.status == "completed"
+    t3 = rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t2.id)
+    n = len(sandbox.requests)
+    run = replay(store, t3.id, model=TARGET, mode="free", client=rc, direct=True)
+    assert run.summary["verdicts"] == {"ok": 3}
+    sent = _creates_since(sandbox, n)
+    assert len(sent) == 5  # turn 2 took three hops, the later two carrying the token and no input
+    assert [("continuation_token" in b, "input" in b) for b in sent[1:4]] == [(False, True), (True, False), (True, False)]
+    rows = list(store.list(replay_run_id=run.id, oldest_first=True))
+    turn2 = store.chain(t2.id)[1]  # the source turn is its first hop; the later hops fold into it
+    assert turn2.hop_index == 0
+    hops = [r for r in rows if r.source_id == turn2.id]
+    assert [r.hop_index for r in hops] == [0, 1, 2] and [r.link for r in hops[1:]] == ["continuation"] * 2
+    last = next(r for r in rows if r.source_id == t3.id)
+    assert last.previous_interaction_id == hops[-1].id and "Karthik" in last.output_text
+
+
+def test_direct_free_replay_without_server_state_rebuilds_every_turn(rc, store, sandbox):
+    src = _conversation(rc)
+    n = len(sandbox.requests)
+    run = replay(store, src[-1].id, model=TARGET, mode="free", client=rc, store_remote=False, direct=True)
+    sent = _creates_since(sandbox, n)
+    assert all(b.get("store") is False and "previous_interaction_id" not in b for b in sent)
+    assert [len(wire.normalize_input(b["input"])) for b in sent] == [1, 3, 5]  # own history, rebuilt
+    replayed = {r.source_id: r for r in store.list(replay_run_id=run.id)}
+    assert replayed[src[1].id].link == "rebuilt" and replayed[src[1].id].parent_id == replayed[src[0].id].id
+    assert "Karthik" in replayed[src[2].id].output_text
+
+
+def test_direct_sending_is_declined_for_clients_it_cannot_serve(client, rc):
+    from convostore.direct import DirectSender
+
+    assert DirectSender.for_client(client) is not None  # rc recorded this very client object
+    from google import genai
+
+    assert DirectSender.for_client(genai.Client(api_key="k")) is None  # not recorded: nothing would be stored
 
 
 def test_compare_in_every_format(rc, store, sandbox, tmp_path):
