@@ -12,12 +12,13 @@ source turn it answers, so an interrupted run knows exactly what is already done
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -233,17 +234,50 @@ class _Replayer:
 
     # -- one conversation ---------------------------------------------------
 
+    def _kwargs(self, source: Any, inputs: list[dict[str, Any]], prev_replay: str | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"input": inputs}
+        if prev_replay:
+            kwargs["previous_interaction_id"] = prev_replay
+        kwargs["model"] = self.run.model
+        kwargs.update(self._settings(source))
+        if self.run.settings.get("store") is False:
+            kwargs["store"] = False
+        return kwargs
+
+    def _turn(self, source: Any, kwargs: dict[str, Any], annotations: dict[str, Any]) -> tuple[_Outcome, "_Answer | None"]:
+        """Send one replayed turn and judge it against its source turn."""
+        started = time.perf_counter()
+        try:
+            replayed = self._send(kwargs, annotations)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("replay of %s failed: %s", source.id, exc)
+            if self.on_turn:
+                self.on_turn()
+            return _Outcome(source.id, None, "failed"), None
+        latency = (time.perf_counter() - started) * 1000
+        verdict = "ok"
+        if _calls(replayed.output_steps or ()) != _calls(source.output_steps or ()):
+            verdict = "diverged"
+            labels = self.store.get(replayed.id).labels or {}
+            self.store.update(replayed.id, labels={**labels, "replay_verdict": "diverged"})
+        if self.on_turn:
+            self.on_turn()
+        return _Outcome(source.id, replayed.id, verdict, latency), replayed
+
+    def _annotations(self, head_id: str, source: Any, parent: str | None) -> dict[str, Any]:
+        return {
+            "replay_run_id": self.run.id,
+            "source_id": source.id,
+            "conversation_id": f"replay:{self.run.id}:{head_id}",
+            "parent_id": parent,
+            "link": "replay",
+        }
+
     def conversation(self, head_id: str, done: dict[str, Any]) -> list[_Outcome]:
-        chain = self.store.chain(head_id)
-        turns = _turns_of(chain)
-        run, model = self.run, self.run.model
+        """free mode: one conversation, turn after turn, each on the target's own answers."""
+        turns = source_turns(self.store, head_id)
         outcomes: list[_Outcome] = []
-        # forced mode: the original history up to each turn, grown turn by turn from
-        # the chain read once (what ``history`` would give for the turn before it)
-        forced: list[dict[str, Any]] = []
-        grown = 0
         prev_replay: str | None = None
-        conversation_id = f"replay:{run.id}:{head_id}"
         pending_call_ids: dict[str, str] = {}
         for turn in turns:
             source = turn.source
@@ -252,53 +286,48 @@ class _Replayer:
                 pending_call_ids = self._call_map(source, done[source.id])
                 outcomes.append(_Outcome(source.id, prev_replay, "skipped"))
                 continue
-            annotations = {
-                "replay_run_id": run.id,
-                "source_id": source.id,
-                "conversation_id": conversation_id,
-                "parent_id": prev_replay,
-                "link": "replay",
-            }
-            settings = self._settings(source)
-            if run.mode == "forced":
-                while grown < turn.position:
-                    add_turn(forced, chain[grown], model, first=grown == 0)
-                    grown += 1
-                kwargs: dict[str, Any] = {"input": forced + turn.inputs}
-            else:
-                inputs = [self._remap_result(s, pending_call_ids) for s in turn.inputs]
-                kwargs = {"input": inputs}
-                if prev_replay:
-                    kwargs["previous_interaction_id"] = prev_replay
-            kwargs["model"] = model
-            kwargs.update(settings)
-            if run.settings.get("store") is False:
-                kwargs["store"] = False
-            started = time.perf_counter()
-            try:
-                replayed = self._send(kwargs, annotations)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("replay of %s failed: %s", source.id, exc)
-                outcomes.append(_Outcome(source.id, None, "failed"))
-                if self.on_turn:
-                    self.on_turn()
-                if run.mode == "free":
-                    break
-                continue
-            latency = (time.perf_counter() - started) * 1000
-            verdict = "ok"
-            if _calls(replayed.output_steps or ()) != _calls(source.output_steps or ()):
-                verdict = "diverged"
-                labels = self.store.get(replayed.id).labels or {}
-                self.store.update(replayed.id, labels={**labels, "replay_verdict": "diverged"})
-            outcomes.append(_Outcome(source.id, replayed.id, verdict, latency))
-            if self.on_turn:
-                self.on_turn()
+            inputs = [self._remap_result(s, pending_call_ids) for s in turn.inputs]
+            outcome, replayed = self._turn(
+                source, self._kwargs(source, inputs, prev_replay), self._annotations(head_id, source, prev_replay)
+            )
+            outcomes.append(outcome)
+            if replayed is None or outcome.verdict == "diverged":
+                break
             prev_replay = replayed.id
             pending_call_ids = self._call_map(source, replayed)
-            if verdict == "diverged" and run.mode == "free":
-                break
         return outcomes
+
+    def forced_turns(self, head_id: str, done: dict[str, Any]) -> Iterator[Callable[[], list[_Outcome]]]:
+        """forced mode: one task per turn, all independent (each gets the original history).
+
+        The history is grown turn by turn from one read of the chain, and each task
+        copies only its own prefix, lazily, as the scheduler asks for it. The replayed
+        turns are chained to each other (``parent_id``) once the last of them lands.
+        """
+        chain = self.store.chain(head_id)
+        turns = _turns_of(chain)
+        links = _Links(self.store, len(turns))
+        history: list[dict[str, Any]] = []
+        grown = 0
+        for turn in turns:
+            source = turn.source
+            while grown < turn.position:
+                add_turn(history, chain[grown], self.run.model, first=grown == 0)
+                grown += 1
+            if source.id in done:
+                links.landed(turn.index, done[source.id].id)
+                yield lambda sid=source.id, rid=done[source.id].id: [_Outcome(sid, rid, "skipped")]
+                continue
+            kwargs = self._kwargs(source, history + turn.inputs)
+            annotations = self._annotations(head_id, source, None)
+
+            def task(source: Any = source, kwargs: dict[str, Any] = kwargs, annotations: dict[str, Any] = annotations,
+                     index: int = turn.index) -> list[_Outcome]:
+                outcome, _ = self._turn(source, kwargs, annotations)
+                links.landed(index, outcome.replay_id)
+                return [outcome]
+
+            yield task
 
     @staticmethod
     def _call_map(source: Any, replayed: Any) -> dict[str, str]:
@@ -312,6 +341,31 @@ class _Replayer:
         if step.get("type") == "function_result" and step.get("call_id") in call_ids:
             return {**step, "call_id": call_ids[step["call_id"]]}
         return step
+
+
+class _Links:
+    """Chains a forced conversation's replayed turns in source order once all have landed."""
+
+    def __init__(self, store: "Store", turns: int) -> None:
+        self.store = store
+        self.ids: list[str | None] = [None] * turns
+        self.waiting = turns
+        self.lock = threading.Lock()
+
+    def landed(self, index: int, replay_id: str | None) -> None:
+        with self.lock:
+            self.ids[index] = replay_id
+            self.waiting -= 1
+            if self.waiting:
+                return
+        prev: str | None = None
+        for rid in self.ids:
+            if rid is None:
+                prev = None  # a failed turn breaks the chain; the next one starts afresh
+                continue
+            if prev is not None:
+                self.store.update(rid, parent_id=prev)
+            prev = rid
 
 
 def _completed_turns(store: "Store", run_id: str) -> dict[str, Any]:
@@ -407,10 +461,13 @@ def replay(
     started = time.perf_counter()
     status = "completed"
     try:
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures = [pool.submit(worker.conversation, head, done) for head in run.heads]
-            for future in as_completed(futures):
-                outcomes.extend(future.result())
+        if run.mode == "forced":
+            tasks: Iterator[Callable[[], list[_Outcome]]] = (
+                t for head in run.heads for t in worker.forced_turns(head, done)
+            )
+        else:
+            tasks = (functools.partial(worker.conversation, head, done) for head in run.heads)
+        _run_bounded(tasks, max(1, concurrency), outcomes)
     except BaseException:
         status = "interrupted"
         raise
@@ -431,6 +488,28 @@ def replay(
             status = "completed_with_failures"
         store.update_run(run.id, status=status, finished_at=_now(), summary=summary)
     return _run_from_row(store.get_run(run.id))
+
+
+def _run_bounded(tasks: Iterator[Callable[[], list[_Outcome]]], concurrency: int, outcomes: list[_Outcome]) -> None:
+    """Run ``tasks`` with ``concurrency`` in flight, pulling new ones only as slots free up.
+
+    Pulling lazily keeps memory flat for ``--all`` over a large archive; on an error or
+    Ctrl-C the queued tasks are dropped and only the ones already sending finish.
+    """
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    pending: set[Future[list[_Outcome]]] = set()
+    try:
+        for task in tasks:
+            pending.add(pool.submit(task))
+            if len(pending) >= concurrency * 2:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    outcomes.extend(future.result())
+        for future in as_completed(pending):
+            outcomes.extend(future.result())
+        pending = set()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def list_runs(store: "Store") -> list[ReplayRun]:

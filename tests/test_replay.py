@@ -67,6 +67,16 @@ def test_forced_mode_sends_the_original_history_at_every_turn(rc, store, sandbox
     assert [r.id for r in store.tree(src[0].id)] == [t.id for t in src]
 
 
+def test_forced_turns_run_in_parallel_and_are_chained_in_source_order(rc, store, sandbox):
+    src = _conversation(rc)
+    run = replay(store, src[-1].id, model=TARGET, mode="forced", client=rc, concurrency=3)
+    by_source = {r.source_id: r for r in store.list(replay_run_id=run.id)}
+    last = by_source[src[2].id]
+    assert [r.source_id for r in store.chain(last.id)] == [t.id for t in src]
+    assert by_source[src[0].id].parent_id is None and by_source[src[1].id].parent_id == by_source[src[0].id].id
+    assert len({r.conversation_id for r in by_source.values()}) == 1
+
+
 def test_free_mode_builds_its_own_chain(rc, store, sandbox, direct):
     src = _conversation(rc)
     n = len(sandbox.requests)
