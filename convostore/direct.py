@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from .recording.context import CURRENT_CALL, Call, current_annotations
+from .recording.methods import _prebuild, _rebuild_after
 
 #: Continuation hops one create may take before we call it a loop.
 MAX_HOPS = 64
@@ -130,25 +131,15 @@ class DirectSender:
     def _resumed(self, call: Call, body: dict[str, Any], after: BaseException | None = None) -> dict[str, Any]:
         """``body`` rebuilt from the archive when its ``previous_interaction_id`` is gone.
 
-        The recorded client's ``create`` does the same (``recording.methods``): before
-        sending, when the archive knows the server no longer has the chain (expired,
-        or a ``store=False`` turn); after a 400/404 that says so.
+        The same decision the recorded client's ``create`` makes (``recording.methods``):
+        before sending, when the archive knows the server no longer has the chain
+        (expired, or a ``store=False`` turn); after a 400/404 that says so.
         """
-        from . import resume
-
-        prev = body.get("previous_interaction_id")
-        if not (prev and self.recorder.resume):
-            return body
-        store = self.recorder.store
         if after is None:
-            if not resume.needs_rebuild(store, prev):
-                return body
+            rebuilt = _prebuild(self.recorder, call, body, "steps")
         else:
-            if not resume.is_lost_chain_error(after) or not store.exists(prev):
-                return body
-            store.mark_server_state(prev, "expired")
-        call.annotations = {**call.annotations, "parent_id": prev, "link": "rebuilt"}
-        return resume.rebuilt_kwargs(store, body)
+            rebuilt = _rebuild_after(self.recorder, call, body, "steps", after)
+        return body if rebuilt is None else rebuilt
 
     def record_failure(self, exc: BaseException, body: dict[str, Any]) -> None:
         """One failed row for a turn that could not be sent (after the caller's retries)."""
