@@ -178,3 +178,30 @@ def test_sigkill_leaves_a_sound_database(tmp_path):
     stored = {r[0] for r in conn.execute("SELECT id FROM interaction")}
     assert set(done) <= stored
     conn.close()
+
+
+def test_the_sqlite_import_parameters_match_the_general_encoding():
+    # Writer.save_many on SQLite builds driver parameters directly; they must be what the
+    # general path (_encode + _defaults + _sqlite_param) would have stored.
+    from datetime import timedelta
+
+    from convostore.store import _COLUMN_ORDER, _defaults, _encode, _sqlite_param, _sqlite_params
+
+    def general(row):
+        values = _encode(row)[0]
+        _defaults(values)
+        return tuple(_sqlite_param(values.get(c)) for c in _COLUMN_ORDER)
+
+    base = {**turn("p1", "hello"), "conversation_id": "p1", "link": "root", "context_hash": "h"}
+    rows = [
+        base,
+        {**base, "labels": {"team": "x"}, "error": {"message": "boom"}, "latency_ms": 12.5, "hop_index": None},
+        {**base, "recorded_at": datetime(2026, 1, 2, 3, 4, 5, 6), "expires_at": None, "created": None},
+        {**base, "recorded_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5)))},
+        {**base, "request": '{"model": "m", "input": "as text"}', "response": None, "usage": None},
+        {"id": "bare", "conversation_id": "bare", "link": "root", "context_hash": "h", "recorded_at": NOW},
+    ]
+    for row in rows:
+        assert _sqlite_params(row) == general(row)
+    image = base64.b64encode(os.urandom(3000)).decode()
+    assert _sqlite_params({**base, "request": {"input": [{"type": "image", "data": image}]}}) is None  # media: general path

@@ -15,7 +15,7 @@ from collections import namedtuple
 from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -290,6 +290,133 @@ def _sqlite_param(value: Any) -> Any:
     return value
 
 
+_ZERO = timedelta(0)
+#: The column order _sqlite_params writes (checked against the table at import).
+_PARAMS_ORDER = (
+    "id", "conversation_id", "parent_id", "previous_interaction_id", "link", "model", "agent", "status",
+    "partial", "store", "background", "stream", "request_json", "response_json", "input_steps", "output_steps",
+    "input_text", "output_text", "usage_json", "input_tokens", "output_tokens", "total_tokens", "created",
+    "updated", "recorded_at", "latency_ms", "expires_at", "server_state", "labels", "error", "context_hash",
+    "hop_index", "api_version", "replay_run_id", "source_id",
+)
+if _PARAMS_ORDER != _COLUMN_ORDER:  # pragma: no cover - a schema change must update _sqlite_params
+    raise RuntimeError("_sqlite_params is out of step with the interaction table")
+
+
+class _Media(Exception):
+    """A JSON value carries inline media: the general path splits it out."""
+
+
+def _sqlite_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    raw = orjson.dumps(value, default=str).decode()
+    if len(raw) >= wire.MEDIA_MIN_CHARS and wire.has_media(raw):
+        raise _Media
+    return raw
+
+
+def _sqlite_time(value: Any) -> Any:
+    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC, naive, microseconds)."""
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is not None and value.utcoffset() != _ZERO:
+        value = value.astimezone(timezone.utc)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
+    )
+
+
+def _sqlite_params(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A row dict straight to the driver's parameter tuple, in table order: the values
+    ``_encode`` + ``_defaults`` + ``_sqlite_param`` give, at a third of the cost.
+    None when the general path must do it (inline media to split out, raw JSON text)."""
+    if "request_json" in row or "response_json" in row or "usage_json" in row:
+        return None
+    g = row.get
+    request, response = g("request"), g("response")
+    if isinstance(request, (str, bytes)):
+        request = orjson.loads(request)
+    if isinstance(response, (str, bytes)):
+        response = orjson.loads(response)
+    recorded_at = g("recorded_at")
+    partial, store, background, stream, hop = g("partial"), g("store"), g("background"), g("stream"), g("hop_index")
+    try:
+        return (
+            g("id"), g("conversation_id"), g("parent_id"), g("previous_interaction_id"), g("link"), g("model"),
+            g("agent"), g("status"),
+            False if partial is None else partial, True if store is None else store,
+            False if background is None else background, False if stream is None else stream,
+            _sqlite_json(request), _sqlite_json(response), _sqlite_json(g("input_steps")),
+            _sqlite_json(g("output_steps")), g("input_text"), g("output_text"), _sqlite_json(g("usage")),
+            g("input_tokens"), g("output_tokens"), g("total_tokens"), _sqlite_time(g("created")),
+            _sqlite_time(g("updated")), _sqlite_time(datetime.now(timezone.utc) if recorded_at is None else recorded_at),
+            g("latency_ms"), _sqlite_time(g("expires_at")), g("server_state"), _sqlite_json(g("labels")),
+            _sqlite_json(g("error")), g("context_hash"), 0 if hop is None else hop, g("api_version"),
+            g("replay_run_id"), g("source_id"),
+        )
+    except _Media:
+        return None
+_SQL_TOP_ROWID = "SELECT coalesce(max(rowid), 0) FROM interaction"
+_SQL_EXISTING = "SELECT id FROM interaction WHERE id IN (SELECT value FROM json_each(?))"
+_PG_TRACK = "CREATE TEMPORARY TABLE convostore_new_rows (id text PRIMARY KEY) ON COMMIT DROP"
+_PG_TRACK_INSERT = text("INSERT INTO convostore_new_rows (id) VALUES (:id)")
+# The chain check (Writer.check_chains): walk down from the new rows whose parent is
+# not new; older rows met on the way (older rows whose parent is new) are leaves.
+# UNION ALL is safe: a row has one parent, so a loop of new rows has no way in.
+# Per dialect: whether row {t} is new; the new rows as n (FROM ... WHERE ...); the join
+# that keeps its left side the outer loop (SQLite's CROSS JOIN), so probes go from the
+# new rows into the indexes and never scan the older ones.
+_NEW = {
+    "sqlite": ("{t}.rowid > :base", "interaction n", "n.rowid > :base", "CROSS JOIN"),
+    "postgresql": (
+        "EXISTS (SELECT 1 FROM convostore_new_rows x WHERE x.id = {t}.id)",
+        "convostore_new_rows x JOIN interaction n ON n.id = x.id",
+        "TRUE",
+        "JOIN",
+    ),
+}
+
+
+def _chain_sql(dialect: str) -> tuple[str, str, str]:
+    """(counts, one unreached new row, an older row on a loop) for ``Writer.check_chains``."""
+    new, scan, is_new, join = _NEW[dialect]
+    walk = (
+        "WITH RECURSIVE ok(id, new) AS ("
+        f" SELECT n.id, 1 FROM {scan} WHERE {is_new} AND NOT EXISTS ("
+        f"  SELECT 1 FROM interaction p WHERE p.id = n.parent_id AND {new.format(t='p')})"
+        f" UNION ALL SELECT c.id, CASE WHEN {new.format(t='c')} THEN 1 ELSE 0 END"
+        f"  FROM ok {join} interaction c ON c.parent_id = ok.id WHERE ok.new = 1)"
+    )
+    counts = (
+        f"{walk} SELECT (SELECT count(*) FROM {scan} WHERE {is_new}),"
+        " coalesce(sum(new), 0), count(*) - coalesce(sum(new), 0) FROM ok"
+    )
+    unreached = f"{walk} SELECT n.id FROM {scan} WHERE {is_new} AND n.id NOT IN (SELECT id FROM ok) LIMIT 1"
+    # Older rows whose parent is new, each walked up its ancestors (UNION: ends on a loop).
+    older = (
+        "WITH RECURSIVE d(start, id, parent_id) AS ("
+        f" SELECT c.id, c.id, c.parent_id FROM {scan} {join} interaction c ON c.parent_id = n.id"
+        f"  WHERE {is_new} AND NOT {new.format(t='c')}"
+        " UNION SELECT d.start, i.id, i.parent_id FROM d JOIN interaction i ON i.id = d.parent_id)"
+        " SELECT start FROM d WHERE parent_id = start LIMIT 1"
+    )
+    return counts, unreached, older
+
+
+_CHAIN_SQL = {d: _chain_sql(d) for d in _NEW}
+# SQLite's quick test, two index probes per new row: a loop of new rows needs a new row
+# whose parent is new and was inserted at or after it (rowids grow in insert order); a
+# loop through older rows needs an older row whose parent is new. Neither: no loop.
+# (CROSS JOIN keeps the new rows the outer loop: the probes must not scan older rows.)
+_SQLITE_QUICK = (
+    "SELECT (SELECT count(*) FROM interaction n CROSS JOIN interaction p ON p.id = n.parent_id"
+    " WHERE n.rowid > :base AND p.rowid >= n.rowid),"
+    " (SELECT count(*) FROM interaction n CROSS JOIN interaction c ON c.parent_id = n.id"
+    " WHERE n.rowid > :base AND c.rowid <= :base)"
+)
+
+
 _CONV_COUNT = select(func.count()).select_from(T).where(T.c.conversation_id == bindparam("cid"))
 _STATUS = select(T.c.server_state, T.c.expires_at).where(T.c.id == bindparam("iid"))
 
@@ -323,22 +450,57 @@ class Run:
 
 
 class Writer:
-    """Saves inside one open transaction (see ``Store.writer``)."""
+    """Saves inside one open transaction (see ``Store.writer``).
 
-    def __init__(self, store: "Store", conn: Connection) -> None:
+    With ``check_chains`` the writer keeps track of the rows it inserts (SQLite: the
+    rowids past the table's top when the transaction began; PostgreSQL: a temporary
+    table of ids) so ``check_chains`` can prove, in SQL and before COMMIT, that they
+    close no loop of parent links.
+    """
+
+    def __init__(self, store: "Store", conn: Connection, *, check_chains: bool = False) -> None:
         self.store = store
         self.conn = conn
+        self._cur: Any = None
+        self._tracking = check_chains
+        self._base = 0
+        if check_chains:
+            if store.dialect == "sqlite":
+                self._base = conn.exec_driver_sql(_SQL_TOP_ROWID).scalar() or 0
+            else:
+                conn.exec_driver_sql(_PG_TRACK)
+
+    def _raw(self) -> Any:
+        """A driver cursor inside this writer's transaction (SQLite)."""
+        if self._cur is None:
+            self._cur = self.conn.connection.driver_connection.cursor()
+        return self._cur
+
+    def _track(self, ids: list[str]) -> None:
+        if self._tracking and ids and self.store.dialect != "sqlite":
+            self.conn.execute(_PG_TRACK_INSERT, [{"id": i} for i in ids])
 
     def save(self, row: Mapping[str, Any], *, merge: bool = False) -> bool:
         """Insert ``row``; returns False when its id is already stored (and ``merge`` is off)."""
-        return self.store._save(self.conn, row, merge=merge)
+        existed = self._tracking and self.store.dialect != "sqlite" and self.conn.execute(_EXISTS, {"iid": row["id"]}).first() is not None
+        saved = self.store._save(self.conn, row, merge=merge)
+        if saved and not existed:
+            self._track([row["id"]])
+        return saved
 
     def save_many(self, rows: list[Mapping[str, Any]]) -> int:
-        """Insert a batch (imports): one id lookup and one multi-row insert; returns how many were new."""
+        """Insert a batch (imports): one id lookup and one multi-row insert; returns how many were new.
+
+        Rows whose link is not given (no ``conversation_id``, ``link`` or
+        ``context_hash``) are linked against what is stored, so a caller puts such a
+        row in a batch only after its parent has been saved.
+        """
+        if not rows:
+            return 0
+        if self.store.dialect == "sqlite":
+            return self._save_many_sqlite(rows)
         conn = self.conn
         ids = [r["id"] for r in rows]
-        if not ids:
-            return 0
         existing = set(conn.execute(select(T.c.id).where(T.c.id.in_(ids))).scalars())
         fresh: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -353,7 +515,74 @@ class Writer:
             fresh.append({c: values.get(c) for c in _COLUMN_ORDER})
         if fresh:
             conn.execute(insert(T), fresh)
+            self._track([v["id"] for v in fresh])
         return len(fresh)
+
+    def _save_many_sqlite(self, rows: list[Mapping[str, Any]]) -> int:
+        """``save_many`` through the driver: one json_each id lookup, one executemany of
+        prebuilt parameter tuples (no per-row SQLAlchemy parameter processing)."""
+        cur = self._raw()
+        ids = [r["id"] for r in rows]
+        existing = {r[0] for r in cur.execute(_SQL_EXISTING, (orjson.dumps(ids).decode(),))}
+        fresh: list[tuple[Any, ...]] = []
+        links: _RawLinks | None = None
+        for row in rows:
+            iid = row["id"]
+            if iid in existing:
+                continue
+            existing.add(iid)
+            params = _sqlite_params(row)
+            if params is None or not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
+                # Inline media to split out, or a link to find: the general encoding.
+                values = self.store._values(row, self.conn)
+                if not all(row.get(k) for k in ("conversation_id", "link", "context_hash")):
+                    links = links or _RawLinks(cur)
+                    self.store._link(links, row, values)
+                _defaults(values)
+                params = tuple(_sqlite_param(values.get(c)) for c in _COLUMN_ORDER)
+            fresh.append(params)
+        if fresh:
+            cur.executemany(_SQL_INSERT, fresh)
+        return len(fresh)
+
+    def check_chains(self) -> None:
+        """Raise ``ChainCycleError`` if the rows this writer inserted close a loop of parent links.
+
+        One walk down from the new rows whose parent is not new (a root, a stored row,
+        or an id not in the archive): every new row must be reached, else it sits on
+        (or under) a loop of new rows. A loop through older rows must pass an older row
+        whose parent is new; those few are found by the same walk and each checked
+        with an ancestor query. On SQLite a cheaper test (``_SQLITE_QUICK``) comes
+        first and the walk runs only when a new row's parent came in after it.
+        """
+        if not self._tracking:
+            raise StoreError("this writer was not opened with check_chains=True")
+        conn = self.conn
+        counts, unreached, older_loop = _CHAIN_SQL[self.store.dialect]
+        args = {"base": self._base} if self.store.dialect == "sqlite" else {}
+        if self.store.dialect == "sqlite":
+            forward, older = conn.execute(text(_SQLITE_QUICK), args).one()
+            new_rows = reached = 0
+            if forward:
+                new_rows, reached, older = conn.execute(text(counts), args).one()
+        else:
+            new_rows, reached, older = conn.execute(text(counts), args).one()
+        if reached != new_rows:
+            start = conn.execute(text(unreached), args).scalar()
+            raise ChainCycleError(f"imported chains loop: {self._on_loop(start)} is its own ancestor")
+        if older:
+            looped = conn.execute(text(older_loop), args).scalar()
+            if looped is not None:
+                raise ChainCycleError(f"imported chains loop: {looped} is its own ancestor")
+
+    def _on_loop(self, start: str) -> str:
+        """A row on the loop above ``start`` (walking parents until one repeats)."""
+        seen: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in seen:
+            seen.add(node)
+            node = self.conn.execute(select(T.c.parent_id).where(T.c.id == node)).scalar()
+        return node or start
 
     def save_run(self, run: Mapping[str, Any]) -> bool:
         if self.conn.execute(select(R.c.id).where(R.c.id == run["id"])).first() is not None:
@@ -494,11 +723,18 @@ class Store:
             raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
 
     @contextmanager
-    def writer(self) -> Iterator["Writer"]:
-        """One transaction for many saves (imports): all of them land, or none."""
+    def writer(self, *, check_chains: bool = False) -> Iterator["Writer"]:
+        """One transaction for many saves (imports): all of them land, or none.
+
+        ``check_chains``: before COMMIT, refuse (``ChainCycleError``, nothing written)
+        if the new rows' parent links loop.
+        """
         try:
             with self._begin() as conn:
-                yield Writer(self, conn)
+                w = Writer(self, conn, check_chains=check_chains)
+                yield w
+                if check_chains:
+                    w.check_chains()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
 
