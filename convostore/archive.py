@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from .errors import ConvostoreError, ImportFormatError
-from .records import parse_time, row_from_exchange
+from .records import parse_time, retention_delta, row_from_exchange
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Row, Store
@@ -191,6 +191,7 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
     line raises before COMMIT (so nothing lands), and the parent links of the new rows
     are checked for loops in SQL before COMMIT too (``ChainCycleError``).
     """
+    retention = retention_delta(store.retention)
     fh, owned = _open(source)
     result = ImportResult()
     # Rows make no reference cycles, so the cyclic GC only re-scans live objects: paused,
@@ -215,7 +216,7 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
                 if obj.get("kind") == "replay_run":
                     result.runs += w.save_run(obj["run"])
                     continue
-                row = _row(obj, lineno, store.retention)
+                row = _row(obj, lineno, retention)
                 if not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
                     # Linked by parent or by content: the rows before it must be stored first.
                     flush()

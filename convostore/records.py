@@ -64,7 +64,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _usage_tokens(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None, int | None]:
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, wire.MAPPING):
         return None, None, None
     inp = usage.get("total_input_tokens", usage.get("input_tokens"))
     out = usage.get("total_output_tokens", usage.get("output_tokens"))
@@ -95,9 +95,8 @@ def row_from_exchange(
     """
     request = dict(request or {})
     response = dict(response or {})
-    if response.get("steps") is not None and any(
-        isinstance(s, Mapping) and wire.is_input_step(s) for s in response["steps"][:1]
-    ):
+    first = response["steps"][:1] if response.get("steps") is not None else ()
+    if first and isinstance(first[0], wire.MAPPING) and wire.is_input_step(first[0]):
         get_inputs, output_steps = wire.split_get_steps(response)
     else:
         get_inputs, output_steps = [], wire.normalize_output(response)
@@ -126,7 +125,7 @@ def row_from_exchange(
         # archive (input_steps keep everything, losslessly).
         "input_text": wire.input_text(wire.split_history(input_steps)[1]),
         "output_text": wire.output_text(output_steps),
-        "usage": usage if isinstance(usage, Mapping) else None,
+        "usage": usage if isinstance(usage, wire.MAPPING) else None,
         "input_tokens": inp,
         "output_tokens": out,
         "total_tokens": total,
@@ -147,7 +146,7 @@ def row_from_exchange(
     for key, value in (extra or {}).items():
         if key not in EXTRA_FIELDS:
             continue
-        if key == "labels" and isinstance(value, Mapping) and isinstance(row["labels"], Mapping):
+        if key == "labels" and isinstance(value, wire.MAPPING) and isinstance(row["labels"], wire.MAPPING):
             row["labels"] = {**row["labels"], **value}
         elif key in ("recorded_at", "expires_at"):
             row[key] = parse_time(value)

@@ -27,6 +27,9 @@ Block = dict[str, Any]
 CONTENT_TYPES = frozenset({"text", "image", "audio", "document", "video"})
 #: Steps that carry the user's side of a turn.
 INPUT_STEP_TYPES = frozenset({"user_input", "function_result", "user_action"})
+#: isinstance(x, MAPPING): dicts answer at C speed, other mappings through the ABC.
+MAPPING = (dict, Mapping)
+
 #: Content blocks of the retired generation that are steps of their own now.
 _STEP_LIKE_SUFFIXES = ("_call", "_result")
 
@@ -64,14 +67,14 @@ def _as_blocks(content: Any) -> list[Block]:
         return []
     if isinstance(content, str):
         return [_text_block(content)]
-    if isinstance(content, Mapping):
+    if isinstance(content, MAPPING):
         return [dict(content)]
     if isinstance(content, list):
         out: list[Block] = []
         for item in content:
             if isinstance(item, str):
                 out.append(_text_block(item))
-            elif isinstance(item, Mapping):
+            elif isinstance(item, MAPPING):
                 out.append(dict(item))
             else:
                 raise WireFormatError(f"content item is neither text nor an object: {item!r:.80}")
@@ -133,7 +136,7 @@ def normalize_input(value: Any) -> list[Step]:
         return []
     if isinstance(value, str):
         return [{"type": "user_input", "content": [_text_block(value)]}]
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         if "role" in value and "type" not in value:
             return _turn_to_steps(value)
         if is_step_type(value.get("type")):
@@ -147,7 +150,7 @@ def normalize_input(value: Any) -> list[Step]:
         if isinstance(item, str):
             pending.append(_text_block(item))
             continue
-        if not isinstance(item, Mapping):
+        if not isinstance(item, MAPPING):
             raise WireFormatError(f"input item is neither text nor an object: {item!r:.80}")
         if "role" in item and "type" not in item:
             if pending:
@@ -177,7 +180,7 @@ def normalize_output(response: Mapping[str, Any] | None) -> list[Step]:
     if not response:
         return []
     if response.get("steps") is not None:
-        steps = [_normalize_step(s) for s in response["steps"] if isinstance(s, Mapping)]
+        steps = [_normalize_step(s) for s in response["steps"] if isinstance(s, MAPPING)]
         return [s for s in steps if not is_input_step(s)]
     if response.get("outputs") is not None:
         return _blocks_to_steps(_as_blocks(response["outputs"]), "model")
@@ -188,7 +191,7 @@ def split_get_steps(response: Mapping[str, Any]) -> tuple[list[Step], list[Step]
     """A ``GET`` body's steps as (input steps, output steps): the leading input-kind run is the input."""
     if response.get("steps") is None:
         return normalize_input(response.get("input")), normalize_output(response)
-    steps = [_normalize_step(s) for s in response["steps"] if isinstance(s, Mapping)]
+    steps = [_normalize_step(s) for s in response["steps"] if isinstance(s, MAPPING)]
     i = 0
     while i < len(steps) and is_input_step(steps[i]):
         i += 1
@@ -254,7 +257,7 @@ def _texts(steps: Iterable[Mapping[str, Any]], step_type: str) -> list[str]:
             texts.append(content)
             continue
         for block in content or ():
-            if isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+            if isinstance(block, MAPPING) and block.get("type") == "text" and isinstance(block.get("text"), str):
                 texts.append(block["text"])
     return texts
 

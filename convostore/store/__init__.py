@@ -320,7 +320,7 @@ def _sqlite_time(value: Any) -> Any:
     """A datetime as SQLAlchemy's SQLite dialect stores it (UTC, naive, microseconds)."""
     if not isinstance(value, datetime):
         return value
-    if value.tzinfo is not None and value.utcoffset() != _ZERO:
+    if value.tzinfo is not None and value.tzinfo is not timezone.utc and value.utcoffset() != _ZERO:
         value = value.astimezone(timezone.utc)
     return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (
         value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
