@@ -64,6 +64,63 @@ def _sandbox(mode: str, sandbox_cls: type):  # type: ignore[no-untyped-def]
         proc.wait(timeout=10)
 
 
+def _instrument(client, attach):  # type: ignore[no-untyped-def]
+    """Attach recording to ``client`` with timers around the SDK's own functions.
+
+    Returns a list that gets, per ``create``, the time spent in convostore's code on the
+    call path: (recorded create - the SDK's create inside it) + (recorded send - the
+    HTTP send inside it). Timers sit on both sides of each convostore layer, so what
+    the SDK and the network take is subtracted exactly, call by call.
+    """
+    api = client._api_client
+    inner_send = api._httpx_client.send
+    inner_create = client.interactions.create
+    acc = {"inner_create": 0.0, "outer_send": 0.0, "inner_send": 0.0}
+
+    def timed_inner_send(*a, **k):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return inner_send(*a, **k)
+        finally:
+            acc["inner_send"] += time.perf_counter() - t0
+
+    def timed_inner_create(*a, **k):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return inner_create(*a, **k)
+        finally:
+            acc["inner_create"] += time.perf_counter() - t0
+
+    api._httpx_client.send = timed_inner_send
+    client.interactions.__dict__["create"] = timed_inner_create
+    attach(client)
+    recorded_send = api._httpx_client.send
+    recorded_create = client.interactions.create
+
+    def timed_outer_send(*a, **k):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return recorded_send(*a, **k)
+        finally:
+            acc["outer_send"] += time.perf_counter() - t0
+
+    api._httpx_client.send = timed_outer_send
+    times: list[float] = []
+
+    def timed_outer_create(*a, **k):  # type: ignore[no-untyped-def]
+        for key in acc:
+            acc[key] = 0.0
+        t0 = time.perf_counter()
+        try:
+            return recorded_create(*a, **k)
+        finally:
+            outer = time.perf_counter() - t0
+            times.append((outer - acc["inner_create"]) + (acc["outer_send"] - acc["inner_send"]))
+
+    client.interactions.__dict__["create"] = timed_outer_create
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[10, 10_000], help="chain depths to measure at")
@@ -121,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     with _sandbox(args.sandbox, Sandbox) as base_url:
         opts = types.HttpOptions(base_url=base_url)
         bare = genai.Client(api_key="bench-key", http_options=opts)
-        recorded = record(genai.Client(api_key="bench-key", http_options=opts), store=store)
+        recorded = genai.Client(api_key="bench-key", http_options=opts)
+        self_times = _instrument(recorded, lambda c: record(c, store=store))
 
         # warm both paths (imports, connection pools, first-statement compilation)
         for i in range(20):
@@ -152,22 +210,29 @@ def main(argv: list[str] | None = None) -> int:
             assert len(store.chain(head)) == depth, (len(store.chain(head)), depth)
             bare_t: list[float] = []
             rec_t: list[float] = []
+            diffs: list[float] = []
             hook_times.clear()
             pre_times.clear()
+            self_times.clear()
             for i in range(args.samples):
                 text = f"branch {i} at depth {depth}"
-                t0 = time.perf_counter()
-                bare.interactions.create(model=MODEL, input=text, previous_interaction_id=head)
-                t1 = time.perf_counter()
-                recorded.interactions.create(model=MODEL, input=text, previous_interaction_id=head)
-                t2 = time.perf_counter()
-                bare_t.append(t1 - t0)
-                rec_t.append(t2 - t1)
+                # alternate which goes first, so drift and the SDK's own GC pauses hit both alike
+                order = (bare, recorded) if i % 2 == 0 else (recorded, bare)
+                took = {}
+                for c in order:
+                    t0 = time.perf_counter()
+                    c.interactions.create(model=MODEL, input=text, previous_interaction_id=head)
+                    took[c] = time.perf_counter() - t0
+                bare_t.append(took[bare])
+                rec_t.append(took[recorded])
+                diffs.append(took[recorded] - took[bare])
             b = statistics.median(bare_t) * 1e6
             r = statistics.median(rec_t) * 1e6
-            h = statistics.median(hook_times) * 1e6
-            pre = statistics.median(pre_times) * 1e6
-            rows.append((depth, {"bare": b, "recorded": r, "added": r - b, "ratio": r / b, "hook": h, "pre": pre}))
+            rows.append((depth, {
+                "bare": b, "recorded": r, "diff": statistics.median(diffs) * 1e6, "ratio": r / b,
+                "self": statistics.median(self_times) * 1e6,
+                "hook": statistics.median(hook_times) * 1e6, "pre": statistics.median(pre_times) * 1e6,
+            }))
     Recorder.on_exchange = original  # type: ignore[method-assign]
     methods._prebuild = original_pre
 
@@ -176,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nRecording overhead per create ({backend}, {args.samples} pairs per depth, "
         f"sandbox on loopback in a {args.sandbox})\n"
     )
-    print("| depth | bare µs | recorded µs | added µs | ratio | hook µs (row + save) | resume pre-check µs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| depth | bare µs | recorded µs | ratio | paired diff µs | added on the call path µs | of which row + save µs | resume pre-check µs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for depth, f in rows:
         print(
-            f"| {depth:,} | {_fmt(f['bare'])} | {_fmt(f['recorded'])} | {_fmt(f['added'])} | {f['ratio']:.2f} "
-            f"| {_fmt(f['hook'])} | {_fmt(f['pre'])} |"
+            f"| {depth:,} | {_fmt(f['bare'])} | {_fmt(f['recorded'])} | {f['ratio']:.2f} | {_fmt(f['diff'])} "
+            f"| {_fmt(f['self'])} | {_fmt(f['hook'])} | {_fmt(f['pre'])} |"
         )
     if fill_times:
         k = min(500, len(fill_times))
@@ -190,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(fill_times[:k]) * 1e6:.0f} µs, last {k} median "
             f"{statistics.median(fill_times[-k:]) * 1e6:.0f} µs"
         )
-    target_ok = all(f["hook"] + f["pre"] < 500 for _, f in rows)
-    print(f"\nTarget < 500 µs added (hook + pre-check) on every depth: {'met' if target_ok else 'NOT met'}")
+    target_ok = all(f["self"] < 500 for _, f in rows)
+    print(
+        "\n'added on the call path' is the time spent in convostore's own code inside each recorded"
+        "\ncreate (wrapper + seam + row + save), timed around the SDK's functions; 'paired diff' is"
+        "\nthe median of (recorded - bare) over alternating pairs, which also carries the SDK's"
+        "\nGC pauses (several ms, landing on whichever call triggers them) and scheduler noise."
+    )
+    print(f"Target < 500 µs added on the call path at every depth: {'met' if target_ok else 'NOT met'}")
     tmp.cleanup()
     return 0
 

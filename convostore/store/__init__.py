@@ -255,6 +255,8 @@ _MATCH = (
     .limit(1)
 )
 _INSERT = insert(T)
+# One prebuilt statement: a fresh in_() per batch left a compiled-cache entry behind each time.
+_EXISTING = select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True)))
 _SQL_EXISTS = "SELECT 1 FROM interaction WHERE id = ?"
 _SQL_INSERT = f"INSERT INTO interaction ({', '.join(T.c.keys())}) VALUES ({', '.join('?' * len(T.c))})"
 _LinkRow = namedtuple("_LinkRow", "id conversation_id context_hash")
@@ -501,7 +503,7 @@ class Writer:
             return self._save_many_sqlite(rows)
         conn = self.conn
         ids = [r["id"] for r in rows]
-        existing = set(conn.execute(select(T.c.id).where(T.c.id.in_(ids))).scalars())
+        existing = set(conn.execute(_EXISTING, {"ids": ids}).scalars())
         fresh: list[dict[str, Any]] = []
         seen: set[str] = set()
         for row in rows:
@@ -608,7 +610,11 @@ class Store:
         self.url = _engine.resolve_url(url)
         self.retention = retention
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        # The recorder's SQLite fast path writes through one driver connection of its
+        # own, taken from the pool once: threads of this process queue on this lock
+        # (woken at once) rather than on SQLite's busy handler (which polls and sleeps).
         self._lock = threading.Lock()
+        self._fast: Any = None  # (pid, pooled connection) for _save_sqlite_fast
         self._status: dict[str, tuple[str | None, datetime | None]] = {}
         self._engine: Engine | None = _engine.create(self.url)
         try:
@@ -636,6 +642,10 @@ class Store:
         return f"Store({self.display_url!r})"
 
     def close(self) -> None:
+        with self._lock:
+            if self._fast is not None and self._fast[0] == os.getpid():
+                self._fast[1].close()  # back to the pool, which dispose() then closes
+            self._fast = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -802,31 +812,34 @@ class Store:
 
     def _save_sqlite_fast(self, row: Mapping[str, Any]) -> bool:
         """The recorder's insert on SQLite through the driver directly: one transaction,
-        three prepared statements, no per-call SQL construction. Returns False to ask
-        for the general path (an existing id to merge, or inline media)."""
-        values, media = _encode(row)
-        if media:
-            return False
-        raw = self.engine.raw_connection()
-        try:
-            cur = raw.driver_connection.cursor()
+        prepared statements, the row encoded straight into the parameter tuple, and a
+        connection kept for the purpose (no pool checkout per call). Returns False to
+        ask for the general path (an existing id to merge, or inline media)."""
+        links: dict[str, Any] = {}
+        with self._lock:
+            fast = self._fast
+            if fast is None or fast[0] != os.getpid():  # first use, or a forked child
+                fast = self._fast = (os.getpid(), self.engine.raw_connection())
+            cur = fast[1].driver_connection.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 if cur.execute(_SQL_EXISTS, (row["id"],)).fetchone() is not None:
                     cur.execute("ROLLBACK")
                     return False
-                self._link(_RawLinks(cur), row, values)
-                _defaults(values)
-                params = tuple(_sqlite_param(values.get(c)) for c in _COLUMN_ORDER)
+                self._link(_RawLinks(cur), row, links)
+                full = {**row, **links}
+                params = _sqlite_params(full)
+                if params is None:
+                    cur.execute("ROLLBACK")
+                    return False
                 cur.execute(_SQL_INSERT, params)
                 cur.execute("COMMIT")
-                self._remember_status(values)
             except BaseException:
-                cur.execute("ROLLBACK")
+                if fast[1].driver_connection.in_transaction:
+                    cur.execute("ROLLBACK")
                 raise
-            return True
-        finally:
-            raw.close()
+        self._remember_status(full)
+        return True
 
     def update(self, interaction_id: str, **fields_: Any) -> Row:
         """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
