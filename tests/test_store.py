@@ -205,3 +205,33 @@ def test_the_sqlite_import_parameters_match_the_general_encoding():
         assert _sqlite_params(row) == general(row)
     image = base64.b64encode(os.urandom(3000)).decode()
     assert _sqlite_params({**base, "request": {"input": [{"type": "image", "data": image}]}}) is None  # media: general path
+
+
+def test_a_long_read_does_not_hold_up_recording(tmp_path):
+    """An export or listing in progress must not block the application's recorder (SQLite)."""
+    import threading
+
+    path = tmp_path / "shared.db"
+    reader = Store(path)
+    with reader.writer() as w:
+        w.save_many([turn(f"r{i}", f"turn {i}") for i in range(300)])
+    rows = reader.list()
+    first = next(rows)  # the read is open, mid-stream
+    assert first.id.startswith("r")
+    recorder = Store(path)
+    saved = threading.Event()
+
+    def record() -> None:
+        recorder.save_quiet(turn("during-export", "recorded while a listing is open"))
+        saved.set()
+
+    t = threading.Thread(target=record, daemon=True)
+    t.start()
+    try:
+        assert saved.wait(10), "the save waited on the reader's transaction"
+    finally:
+        rows.close()
+        t.join(40)
+    assert recorder.exists("during-export") and sum(1 for _ in reader.list()) == 301
+    reader.close()
+    recorder.close()

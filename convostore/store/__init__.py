@@ -615,6 +615,7 @@ class Store:
         # (woken at once) rather than on SQLite's busy handler (which polls and sleeps).
         self._lock = threading.Lock()
         self._fast: Any = None  # (pid, pooled connection) for _save_sqlite_fast
+        self._reader: Engine | None = None
         self._status: dict[str, tuple[str | None, datetime | None]] = {}
         self._engine: Engine | None = _engine.create(self.url)
         try:
@@ -649,6 +650,7 @@ class Store:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+            self._reader = None
 
     def __enter__(self) -> Store:
         return self
@@ -677,8 +679,11 @@ class Store:
             raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
 
     def _connect(self) -> Any:
+        """A connection for reads: on SQLite it does not take the write lock."""
         try:
-            return self.engine.connect()
+            if self._reader is None:
+                self._reader = _engine.reader(self.engine)
+            return self._reader.connect()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read {self.display_url}: {_reason(exc)}") from exc
 

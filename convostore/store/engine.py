@@ -22,6 +22,10 @@ from ..errors import StoreError
 SCHEMA_HEAD = "0001"
 
 
+#: Execution option marking a read-only connection (see ``create``'s begin handler).
+READ_OPTION = "convostore_read"
+
+
 def default_path() -> Path:
     """``$CONVOSTORE_DB`` if set, else ``convostore.db`` in the user data directory (XDG)."""
     import platformdirs
@@ -79,12 +83,21 @@ def create(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no deadlock-prone lock upgrade);
+            # readers (``READ`` engines) take none, so a long export or listing reads its
+            # WAL snapshot while recorders keep writing.
+            read = conn.get_execution_options().get(READ_OPTION)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_pre_ping=True)
     raise StoreError(f"unsupported database URL {make_url(url).render_as_string(hide_password=True)!r}: use a file path, sqlite:/// or postgresql://")
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine for read-only work: on SQLite its transactions take no write lock."""
+    return engine.execution_options(**{READ_OPTION: True})
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
