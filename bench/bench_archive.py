@@ -1,20 +1,24 @@
 """Export and import throughput on a large archive, and their peak memory (issue 2).
 
-    python bench/bench_archive.py [--n 100000] [--db URL]
+    python bench/bench_archive.py [--n 20000 100000] [--db postgresql+psycopg://postgres@127.0.0.1/test]
 
 Builds an archive of N interactions (chains of 10 turns), then exports it to JSONL
 and imports that file into a fresh store, each in its own process so its peak RSS is
-its own. Target: >= 20,000 interactions/s each way, memory flat in N.
+its own. Default: SQLite files in a temporary directory; with --db, a PostgreSQL
+server (two fresh schemas per N, dropped afterwards). Target: >= 20,000
+interactions/s each way, peak RSS flat in N.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from convostore.records import row_from_exchange  # noqa: E402
 from convostore.store import Store  # noqa: E402
 
+TARGET = 20_000
 USER = "[turn {i}] Please summarise the quarterly numbers and list the three biggest risks."
 REPLY = "Revenue grew 4% quarter on quarter while operating costs were flat. The three biggest risks are supplier concentration, currency exposure and churn."
 
@@ -55,7 +60,15 @@ def phase(kind: str, url: str, path: str) -> None:
         n = import_jsonl(store, path).added
     elapsed = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{kind:>6}: {n:>8} interactions in {elapsed:6.2f} s = {n / elapsed:>8.0f}/s, peak RSS {rss_mb:.0f} MB")
+    print(json.dumps({"n": n, "seconds": elapsed, "rss_mb": rss_mb}))
+
+
+def _pg_schemas(base: str, names: list[str], drop: bool = False) -> None:
+    import psycopg
+
+    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"DROP SCHEMA {name} CASCADE" if drop else f"CREATE SCHEMA {name}")
 
 
 def main() -> None:
@@ -63,16 +76,46 @@ def main() -> None:
         phase(sys.argv[2], sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[10000, 100000])
+    ap.add_argument("--n", type=int, nargs="+", default=[20000, 100000], help="archive sizes to run")
+    ap.add_argument("--db", help="a PostgreSQL server URL (default: SQLite files)")
     args = ap.parse_args()
+    pg = args.db is not None
+    if pg and not args.db.startswith("postgresql"):
+        ap.error("--db takes a postgresql:// URL (SQLite is the default)")
+    print(f"backend: {'PostgreSQL ' + args.db if pg else 'SQLite'}")
+    results: dict[str, list[tuple[int, float, float]]] = {"export": [], "import": []}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.n:
-            src, dst, dump = f"{tmp}/src{n}.db", f"{tmp}/dst{n}.db", f"{tmp}/dump{n}.jsonl"
-            t0 = time.perf_counter()
-            build(src, n)
-            print(f"built {n} interactions in {time.perf_counter() - t0:.1f} s")
-            for kind, url in (("export", src), ("import", dst)):
-                subprocess.run([sys.executable, __file__, "--phase", kind, url, dump], check=True)
+            dump = f"{tmp}/dump{n}.jsonl"
+            schemas: list[str] = []
+            if pg:
+                schemas = [f"bench_{uuid.uuid4().hex[:10]}", f"bench_{uuid.uuid4().hex[:10]}"]
+                _pg_schemas(args.db, schemas)
+                sep = "&" if "?" in args.db else "?"
+                src, dst = (f"{args.db}{sep}options=-csearch_path%3D{s}" for s in schemas)
+            else:
+                src, dst = f"sqlite:///{tmp}/src{n}.db", f"sqlite:///{tmp}/dst{n}.db"
+            try:
+                t0 = time.perf_counter()
+                build(src, n)
+                print(f"built {n} interactions in {time.perf_counter() - t0:.1f} s")
+                for kind, url in (("export", src), ("import", dst)):
+                    out = subprocess.run([sys.executable, __file__, "--phase", kind, url, dump], check=True,
+                                         capture_output=True, text=True).stdout
+                    r = json.loads(out.strip().splitlines()[-1])
+                    rate = r["n"] / r["seconds"]
+                    results[kind].append((n, rate, r["rss_mb"]))
+                    print(f"{kind:>6}: {r['n']:>8} interactions in {r['seconds']:6.2f} s = {rate:>8.0f}/s, "
+                          f"peak RSS {r['rss_mb']:.0f} MB")
+            finally:
+                if schemas:
+                    _pg_schemas(args.db, schemas, drop=True)
+    print()
+    for kind, runs in results.items():
+        slowest = min(rate for _, rate, _ in runs)
+        rss = ", ".join(f"{mb:.0f} MB at {n}" for n, _, mb in runs)
+        verdict = "met" if slowest >= TARGET else "NOT met"
+        print(f"{kind}: slowest {slowest:,.0f}/s, target {TARGET:,}/s {verdict}; peak RSS {rss}")
 
 
 if __name__ == "__main__":
