@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -247,8 +248,21 @@ def test_a_loop_through_a_row_already_stored_is_refused(store):
 def test_import_paths_store_the_same_values(sqlite_store, pg_store):
     # The SQLite fast path (driver parameters built directly) and the general path agree.
     retired = [{**x, "meta": {"recorded_at": "2026-01-10T10:00:0%dZ" % i}} for i, x in enumerate(RETIRED)]
-    data = b"\n".join(_big(25)) + b"\n" + b"\n".join(orjson.dumps(x) for x in retired)
+    image = base64.b64encode(bytes(range(256)) * 12).decode()  # inline media: split out on the way in
+    media = orjson.loads(_line("img", "r24"))
+    media["request"]["input"] = [{"type": "image", "data": image, "mime_type": "image/png"}, {"type": "text", "text": "what?"}]
+    data = b"\n".join(_big(25) + [orjson.dumps(media)] + [orjson.dumps(x) for x in retired])
     for s in (sqlite_store, pg_store):
-        assert import_jsonl(s, io.BytesIO(data)).added == 27
-    assert _snapshot(sqlite_store) == _snapshot(pg_store)
-    assert _dump(sqlite_store) == _dump(pg_store)
+        assert import_jsonl(s, io.BytesIO(data)).added == 28
+        assert s.stats()["media"]["items"] == 1
+        assert s.get("img").request["input"][0]["data"] == image
+
+    def rows(store):  # read by id: a media lookup inside a streaming read waits on SQLite's lock
+        return [store.get(i) for i in sorted(r.id for r in store.iter_all())]
+
+    def snap(store):
+        return [orjson.dumps(r.to_json_dict() | {"in": r.input_steps, "out": r.output_steps, "req": r.request,
+                                                 "resp": r.response}, default=str, option=orjson.OPT_SORT_KEYS)
+                for r in rows(store)]
+
+    assert snap(sqlite_store) == snap(pg_store)
