@@ -3,7 +3,8 @@
     python bench/bench_replay.py [--conversations 100] [--turns 5] [--latency 50]
 
 Records N conversations against a sandbox with LATENCY ms per call, replays them all
-(forced mode) at concurrency 1, 4 and 16, and prints run time and speed-up. Then a run
+(forced mode by default; --modes forced free) at concurrency 1, 4 and 16, through the direct
+sender and the SDK (--paths), and prints run time and speed-up. Then a run
 is interrupted partway and resumed with ``resume_run``; the sandbox's request log shows
 how many turns were sent in all (target: each turn exactly once).
 """
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=5)
     ap.add_argument("--latency", type=float, default=50)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--modes", nargs="+", choices=["forced", "free"], default=["forced"],
+                    help="replay modes to time (free: one conversation's turns wait on each other)")
     ap.add_argument("--paths", nargs="+", choices=["direct", "sdk"], default=["direct", "sdk"],
                     help="how turns are sent: raw wire JSON on the client's connection (the default "
                     "in replay()), or the SDK's interactions.create; both measured in the same run")
@@ -83,18 +86,21 @@ def main() -> None:
             heads = list(pool.map(conversation, range(args.conversations)))
         total = args.conversations * args.turns
         print(f"{args.conversations} conversations x {args.turns} turns, sandbox latency {args.latency:.0f} ms")
-        print(f"{'path':>6} {'concurrency':>11} {'seconds':>8} {'turns/s':>8} {'speed-up':>9} {'efficiency':>10}")
-        for path in args.paths:
-            base = None
-            for c in args.concurrency:
-                t0 = time.perf_counter()
-                run = replay(store, heads, model="gemini-2.5-pro", client=client, concurrency=c, direct=path == "direct")
-                elapsed = time.perf_counter() - t0
-                assert run.summary["verdicts"].get("ok") == total, run.summary
-                if c == 1:
-                    base = elapsed
-                speed = (base / elapsed) if base else float("nan")
-                print(f"{path:>6} {c:>11} {elapsed:>8.2f} {total / elapsed:>8.1f} {speed:>9.2f} {speed / c:>10.2f}", flush=True)
+        print(f"{'mode':>6} {'path':>6} {'concurrency':>11} {'seconds':>8} {'turns/s':>8} {'speed-up':>9} {'efficiency':>10}")
+        for mode in args.modes:
+            for path in args.paths:
+                base = None
+                for c in args.concurrency:
+                    t0 = time.perf_counter()
+                    run = replay(store, heads, model="gemini-2.5-pro", mode=mode, client=client, concurrency=c,
+                                 direct=path == "direct")
+                    elapsed = time.perf_counter() - t0
+                    assert run.summary["verdicts"].get("ok") == total, run.summary
+                    if c == 1:
+                        base = elapsed
+                    speed = (base / elapsed) if base else float("nan")
+                    print(f"{mode:>6} {path:>6} {c:>11} {elapsed:>8.2f} {total / elapsed:>8.1f} {speed:>9.2f} "
+                          f"{speed / c:>10.2f}", flush=True)
 
         # Interrupted, then resumed: count what the sandbox received.
         before = len(sb.requests)
