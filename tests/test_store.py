@@ -235,3 +235,21 @@ def test_a_long_read_does_not_hold_up_recording(tmp_path):
     assert recorder.exists("during-export") and sum(1 for _ in reader.list()) == 301
     reader.close()
     recorder.close()
+
+
+def test_new_sqlite_files_get_8k_pages_and_old_files_keep_theirs(tmp_path):
+    fresh = Store(tmp_path / "new.db")
+    fresh.save(turn("a", "hello"))
+    fresh.close()
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("CREATE TABLE t (x)")  # the size is fixed by the first table
+    conn.commit()
+    conn.close()
+    older = Store(old)
+    older.save(turn("b", "still works"))
+    assert older.get("b").input_text == "still works"
+    older.close()
+    sizes = {p.name: sqlite3.connect(p).execute("PRAGMA page_size").fetchone()[0] for p in (tmp_path / "new.db", old)}
+    assert sizes == {"new.db": 8192, "old.db": 4096}

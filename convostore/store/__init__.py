@@ -257,8 +257,8 @@ _MATCH = (
 _INSERT = insert(T)
 # One prebuilt statement: a fresh in_() per batch left a compiled-cache entry behind each time.
 _EXISTING = select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True)))
-_SQL_EXISTS = "SELECT 1 FROM interaction WHERE id = ?"
 _SQL_INSERT = f"INSERT INTO interaction ({', '.join(T.c.keys())}) VALUES ({', '.join('?' * len(T.c))})"
+_SQL_INSERT_NEW = _SQL_INSERT + " ON CONFLICT (id) DO NOTHING"
 _LinkRow = namedtuple("_LinkRow", "id conversation_id context_hash")
 
 
@@ -617,6 +617,7 @@ class Store:
         self._fast: Any = None  # (pid, pooled connection) for _save_sqlite_fast
         self._reader: Engine | None = None
         self._status: dict[str, tuple[str | None, datetime | None]] = {}
+        self._links: dict[str, _LinkRow] = {}  # id -> what _link needs of it, for rows saved here
         self._engine: Engine | None = _engine.create(self.url)
         try:
             with self._engine.connect() as conn:
@@ -755,6 +756,7 @@ class Store:
 
     def _save(self, conn: Connection, row: Mapping[str, Any], *, merge: bool = True) -> bool:
         self._status.pop(row["id"], None)
+        self._links.pop(row["id"], None)
         existing = conn.execute(_EXISTS, {"iid": row["id"]}).first()
         if existing is not None:
             if not merge:
@@ -809,46 +811,51 @@ class Store:
         if values.get("context_hash") is None:
             values["context_hash"] = ctx
 
-    @staticmethod
-    def _parent(conn: Any, parent_id: str) -> Any:
+    def _parent(self, conn: Any, parent_id: str) -> Any:
+        cached = self._links.get(parent_id)
+        if cached is not None:
+            return cached
         if isinstance(conn, _RawLinks):
             return conn.parent(parent_id)
         return conn.execute(_PARENT, {"pid": parent_id}).first()
 
     def _save_sqlite_fast(self, row: Mapping[str, Any]) -> bool:
-        """The recorder's insert on SQLite through the driver directly: one transaction,
-        prepared statements, the row encoded straight into the parameter tuple, and a
-        connection kept for the purpose (no pool checkout per call). Returns False to
+        """The recorder's insert on SQLite through the driver directly: the parent read
+        and one ``INSERT ... ON CONFLICT DO NOTHING`` that is its own transaction (no
+        BEGIN/COMMIT round trips), the row encoded straight into the parameter tuple, on
+        a connection kept for the purpose (no pool checkout per call). Returns False to
         ask for the general path (an existing id to merge, or inline media)."""
         links: dict[str, Any] = {}
         with self._lock:
             fast = self._fast
             if fast is None or fast[0] != os.getpid():  # first use, or a forked child
                 fast = self._fast = (os.getpid(), self.engine.raw_connection())
-            cur = fast[1].driver_connection.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                if cur.execute(_SQL_EXISTS, (row["id"],)).fetchone() is not None:
-                    cur.execute("ROLLBACK")
-                    return False
-                self._link(_RawLinks(cur), row, links)
-                full = {**row, **links}
-                params = _sqlite_params(full)
-                if params is None:
-                    cur.execute("ROLLBACK")
-                    return False
-                cur.execute(_SQL_INSERT, params)
-                cur.execute("COMMIT")
-            except BaseException:
-                if fast[1].driver_connection.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
+            driver = fast[1].driver_connection
+            if driver.in_transaction:  # never left open by this path; a guard, not a branch taken
+                driver.rollback()
+            cur = driver.cursor()
+            # The parent's conversation and context hash never change once written, so
+            # reading them outside the insert's transaction is safe.
+            self._link(_RawLinks(cur), row, links)
+            full = {**row, **links}
+            params = _sqlite_params(full)
+            if params is None:
+                return False
+            cur.execute(_SQL_INSERT_NEW, params)
+            if cur.rowcount != 1:
+                return False  # stored already: merge on the general path
         self._remember_status(full)
+        # The next turn of this chain names this row as its parent: keep what linking
+        # reads of it (fixed once written), so that turn's save needs no parent query.
+        if len(self._links) >= 4096:
+            self._links.clear()
+        self._links[full["id"]] = _LinkRow(full["id"], full.get("conversation_id"), full.get("context_hash"))
         return True
 
     def update(self, interaction_id: str, **fields_: Any) -> Row:
         """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
         self._status.pop(interaction_id, None)
+        self._links.pop(interaction_id, None)
         with self._begin() as conn:
             values = self._values(fields_, conn)
             values.pop("id", None)

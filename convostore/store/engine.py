@@ -22,6 +22,9 @@ from ..errors import StoreError
 SCHEMA_HEAD = "0001"
 
 
+#: Page size of new SQLite files.
+PAGE_SIZE = 8192
+
 #: Execution option marking a read-only connection (see ``create``'s begin handler).
 READ_OPTION = "convostore_read"
 
@@ -75,6 +78,10 @@ def create(url: str) -> Engine:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 30000")
+            # A new file gets 8 KiB pages (a no-op on an existing one): rows of a few KB of
+            # raw and normalized JSON pack better, imports run 10-20% faster and files are
+            # ~18% smaller, for ~10 µs more per recorded save (bench/bench_record.py).
+            cur.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute("PRAGMA foreign_keys = ON")
