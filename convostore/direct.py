@@ -72,7 +72,7 @@ class DirectSender:
         version = getattr(options, "api_version", None)
         if not (key and http is not None and base_url and version):
             return None
-        headers = {k: v for k, v in dict(getattr(options, "headers", None) or {}).items() if isinstance(v, str)}
+        headers = {k.lower(): v for k, v in dict(getattr(options, "headers", None) or {}).items() if isinstance(v, str)}
         headers.update({"x-goog-api-key": key, "content-type": "application/json", "accept": "application/json"})
         return cls(http, f"{str(base_url).rstrip('/')}/{version}/interactions", headers, recorder)
 
