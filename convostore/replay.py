@@ -127,6 +127,11 @@ def source_turns(store: "Store", head_id: str) -> list[_Turn]:
     return _turns_of(store.chain(head_id))
 
 
+def _turn_count(links: list[tuple[str, str | None]]) -> int:
+    """How many user turns ``source_turns`` finds in a chain of ``(id, link)``."""
+    return sum(1 for i, (_, link) in enumerate(links) if i == 0 or link != "continuation")
+
+
 def _turns_of(chain: list[Any]) -> list[_Turn]:
     turns: list[_Turn] = []
     for i, row in enumerate(chain):
@@ -443,7 +448,7 @@ def replay(
 
         client = make_client(store)
     done = _completed_turns(store, run.id) if resume_run else {}
-    total = sum(len(source_turns(store, h)) for h in run.heads)
+    total = sum(_turn_count(store.chain_links(h)) for h in run.heads)
     finished = [len(done)]
     lock = threading.Lock()
 

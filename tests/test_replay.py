@@ -155,7 +155,8 @@ def test_direct_replay_follows_continuation_hops(rc, store, sandbox):
     t3 = rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t2.id)
     n = len(sandbox.requests)
     run = replay(store, t3.id, model=TARGET, mode="free", client=rc, direct=True)
-    assert run.summary["verdicts"] == {"ok": 3}
+    assert run.summary["verdicts"] == {"ok": 3} and run.summary["turns"] == 3  # hops fold into their turn
+    assert [link for _, link in store.chain_links(t3.id)] == ["root", "server", "continuation", "continuation", "server"]
     sent = _creates_since(sandbox, n)
     assert len(sent) == 5  # turn 2 took three hops, the later two carrying the token and no input
     assert [("continuation_token" in b, "input" in b) for b in sent[1:4]] == [(False, True), (True, False), (True, False)]

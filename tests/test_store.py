@@ -52,6 +52,8 @@ def test_unknown_ids_and_prefixes(store):
         store.get("v1_zzzzzz")
     with pytest.raises(NotFoundError):
         store.chain("nope")
+    with pytest.raises(NotFoundError):
+        store.chain_links("nope")
 
 
 def test_a_later_save_merges_without_erasing(store):

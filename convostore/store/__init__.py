@@ -958,6 +958,16 @@ class Store:
             rows = conn.execute(sql, {"id": head.id}).all()
         return [self._row(r) for r in _order_chain(head.id, rows, lambda r: (r.id, r.parent_id))]
 
+    def chain_links(self, interaction_id: str) -> list[tuple[str, str | None]]:
+        """``(id, link)`` of the interaction and its ancestors, root first: a chain's shape
+        without its payloads (counting turns, say), in one recursive query."""
+        sql = text(f"{_ANCESTORS} SELECT anc.id, anc.parent_id, i.link FROM anc JOIN interaction i ON i.id = anc.id")
+        with self._connect() as conn:
+            rows = conn.execute(sql, {"id": interaction_id}).all()
+        if not rows:
+            raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+        return [(r[0], r[2]) for r in _order_chain(interaction_id, rows, lambda r: (r[0], r[1]))]
+
     def chain_turns(self, interaction_id: str) -> list["Turn"]:
         """The chain's turns, root first, with just what rebuilding history needs.
 
