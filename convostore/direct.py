@@ -46,6 +46,17 @@ class DirectHTTPError(Exception):
         super().__init__(f"{status_code}: {message}")
 
 
+class DirectTransportError(Exception):
+    """The request never got an answer (refused, reset, timed out): worth another try."""
+
+    transient = True
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    # httpx and the 3.x SDK's httpx2 each have their own TransportError base class.
+    return any(c.__name__ == "TransportError" for c in type(exc).__mro__)
+
+
 class DirectSender:
     """Sends ``POST /{version}/interactions`` bodies as JSON; see the module docstring."""
 
@@ -78,7 +89,12 @@ class DirectSender:
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         request = self.http.build_request("POST", self.url, content=orjson.dumps(body), headers=self.headers)
-        response = self.http.send(request)
+        try:
+            response = self.http.send(request)
+        except Exception as exc:
+            if _is_transport_error(exc):
+                raise DirectTransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise
         raw = response.read()
         if not 200 <= response.status_code < 300:
             raise DirectHTTPError(response.status_code, raw, response.headers)

@@ -226,7 +226,8 @@ class _Replayer:
                 return _Answer(iid, self.store.get(iid).output_steps or [])
             except Exception as exc:  # noqa: BLE001 - SDK error classes differ by generation
                 status = _status_of(exc)
-                if status not in RETRY_STATUSES or attempt >= self.max_attempts:
+                transient = status in RETRY_STATUSES or getattr(exc, "transient", False)
+                if not transient or attempt >= self.max_attempts:
                     if self.direct is not None:
                         with annotate(**annotations):
                             self.direct.record_failure(exc, kwargs)
@@ -234,7 +235,7 @@ class _Replayer:
                 delay = _retry_after(exc)
                 if delay is None:
                     delay = self.backoff * (2 ** (attempt - 1))
-                log.info("replay: %s from the server, retrying in %.1fs", status, delay)
+                log.info("replay: %s, retrying in %.1fs", status or exc, delay)
                 time.sleep(min(delay, 60.0))
 
     # -- one conversation ---------------------------------------------------

@@ -260,3 +260,24 @@ def test_a_killed_run_resumes_without_resending_completed_turns(store, tmp_path)
         rows = [r for r in store.list(replay_run_id=run_id) if r.status == "completed"]
         assert sorted(r.source_id for r in rows) == sorted({r.source_id for r in rows})  # one answer per turn
         assert len(rows) == 6 and run.status == "completed"
+
+
+def test_direct_replay_retries_a_server_that_does_not_answer_then_records_one_failure(store, caplog):
+    import logging
+    import socket
+
+    from google import genai
+    from google.genai import types
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = convostore.record(genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=f"http://127.0.0.1:{port}")), store=store)
+    store.save({"id": "src-1", "request": {"model": SOURCE, "input": "Hi"}, "input_steps": wire.normalize_input("Hi"),
+                "output_steps": [], "model": SOURCE, "status": "completed"})
+    with caplog.at_level(logging.INFO, logger="convostore"):
+        run = replay(store, "src-1", model=TARGET, client=rc, max_attempts=3, backoff=0.01)
+    assert sum("retrying" in r.getMessage() for r in caplog.records) == 2  # three attempts in all
+    assert run.summary["verdicts"] == {"failed": 1}
+    failed = list(store.list(replay_run_id=run.id))
+    assert len(failed) == 1 and failed[0].status == "failed" and "ConnectError" in failed[0].error["message"]
