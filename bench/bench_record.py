@@ -7,19 +7,23 @@ Both clients talk to one local sandbox. For each measured depth D the archive ho
 chain of D turns: D-1 earlier turns saved through the recorder's own save path
 (``records.row_from_exchange`` + ``store.save``, no HTTP, so 10,000 turns take seconds),
 then one real interaction on the sandbox recorded as their child. ``--samples`` pairs of
-calls then branch off that head with ``previous_interaction_id`` (a bare one, then a
-recorded one, alternating so drift hits both alike): same payload, same server work; the
-archive links each recorded one under a D-turn chain. (The sandbox itself only holds the
-head, so its own per-call cost does not grow with D and drown the difference.)
+calls then branch off that head with ``previous_interaction_id`` (bare and recorded,
+alternating which goes first so drift and the SDK's own GC pauses hit both alike): same
+payload, same server work; the archive links each recorded one under a D-turn chain.
+(The sandbox itself only holds the head, so its own per-call cost does not grow with D.)
 Reported per depth:
 
 * bare / recorded medians of the whole ``create`` (µs) and their ratio;
-* added = recorded median − bare median (µs), the figure the target is about (< 500 µs);
-* hook = the recorder's own time per call (building the row + ``store.save``), measured
-  inside the seam, which is steadier than a difference of two noisy medians;
-* pre-check = ``resume.needs_rebuild`` (one read of the parent row) before sending a
-  turn with ``previous_interaction_id``, which spares the doomed round trip of a chain
-  the archive knows is gone (``record(..., resume=False)`` skips it).
+* paired diff = median of (recorded − bare) over the pairs: it carries the SDK's GC
+  pauses (several ms, landing on whichever call triggers them) and scheduler noise;
+* added on the call path = the time spent in convostore's own code inside each recorded
+  ``create`` (the wrapper, the transport seam, building the row, saving it), timed on
+  both sides of each convostore layer around the SDK's ``create`` and ``send``: the
+  figure the target is about (< 500 µs);
+* row + save = the recorder's hook alone (``Recorder.on_exchange``);
+* pre-check = ``resume.needs_rebuild`` before sending a turn with
+  ``previous_interaction_id``, which spares the doomed round trip of a chain the archive
+  knows is gone (``record(..., resume=False)`` skips it).
 
 "Flat" means the added cost at depth 10,000 matches the one at depth 10: the hot path
 does no chain walk (the store links a turn by its parent's id, one indexed lookup).
