@@ -49,3 +49,41 @@ def test_migrations_run_from_a_built_wheel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     where, rev = proc.stdout.split()
     assert where.startswith(str(site)) and rev == store_engine.SCHEMA_HEAD
+
+
+def test_an_archive_at_0001_upgrades_in_place_and_keeps_its_rows(tmp_path):
+    """Opening an older archive migrates it; the replay indexes become partial and still serve lookups."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from convostore.records import row_from_exchange
+    from convostore.store import Store
+
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        command.upgrade(store_engine.alembic_config(conn), "0001")
+    engine.dispose()
+    raw = sqlite3.connect(path)
+    assert "WHERE" not in raw.execute("SELECT sql FROM sqlite_master WHERE name = 'ix_interaction_replay_run_id'").fetchone()[0]
+    raw.close()
+
+    from datetime import datetime, timezone
+
+    store = Store(path, migrate=False)  # the old schema still reads and writes
+    store.save(row_from_exchange({"model": "m", "input": "kept"}, {"id": "old-1", "status": "completed"},
+                                 api_version="v1", recorded_at=datetime.now(timezone.utc), extra={"replay_run_id": "run-1", "source_id": "s-1"}))
+    store.close()
+
+    store = Store(path)
+    assert store_engine.current_revision(store.engine) == store_engine.SCHEMA_HEAD
+    assert store.get("old-1").input_text == "kept"
+    assert [r.id for r in store.list(replay_run_id="run-1")] == ["old-1"]
+    store.close()
+    raw = sqlite3.connect(path)
+    sql = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'ix_interaction_replay_run_id'").fetchone()[0]
+    plan = " ".join(str(r) for r in raw.execute("EXPLAIN QUERY PLAN SELECT id FROM interaction WHERE replay_run_id = 'run-1'"))
+    raw.close()
+    assert "IS NOT NULL" in sql and "ix_interaction_replay_run_id" in plan

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import StoreError
 
 #: The newest migration. A test checks it against migrations/versions.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 #: Page size of new SQLite files.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy import Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -17,7 +17,14 @@ class Interaction(SQLModel, table=True):
     """One server interaction, continuation hop, or failed attempt."""
 
     __tablename__ = "interaction"
-    __table_args__ = (Index("ix_interaction_conversation_recorded", "conversation_id", "recorded_at"),)
+    __table_args__ = (
+        Index("ix_interaction_conversation_recorded", "conversation_id", "recorded_at"),
+        # Replay columns are NULL on recorded rows: index only the replayed ones (0002).
+        Index("ix_interaction_replay_run_id", "replay_run_id",
+              sqlite_where=text("replay_run_id IS NOT NULL"), postgresql_where=text("replay_run_id IS NOT NULL")),
+        Index("ix_interaction_source_id", "source_id",
+              sqlite_where=text("source_id IS NOT NULL"), postgresql_where=text("source_id IS NOT NULL")),
+    )
 
     id: str = Field(primary_key=True)
     conversation_id: str  # indexed with recorded_at below
@@ -52,8 +59,8 @@ class Interaction(SQLModel, table=True):
     context_hash: Optional[str] = Field(default=None, index=True)
     hop_index: int = 0
     api_version: Optional[str] = None
-    replay_run_id: Optional[str] = Field(default=None, index=True)
-    source_id: Optional[str] = Field(default=None, index=True)
+    replay_run_id: Optional[str] = None  # partial index in __table_args__
+    source_id: Optional[str] = None  # partial index in __table_args__
 
 
 class Media(SQLModel, table=True):
