@@ -81,34 +81,21 @@ def _instrument(client, attach):  # type: ignore[no-untyped-def]
     inner_create = client.interactions.create
     acc = {"inner_create": 0.0, "outer_send": 0.0, "inner_send": 0.0}
 
-    def timed_inner_send(*a, **k):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        try:
-            return inner_send(*a, **k)
-        finally:
-            acc["inner_send"] += time.perf_counter() - t0
+    def timed(fn, key):  # type: ignore[no-untyped-def]
+        def wrapper(*a, **k):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[key] += time.perf_counter() - t0
 
-    def timed_inner_create(*a, **k):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        try:
-            return inner_create(*a, **k)
-        finally:
-            acc["inner_create"] += time.perf_counter() - t0
+        return wrapper
 
-    api._httpx_client.send = timed_inner_send
-    client.interactions.__dict__["create"] = timed_inner_create
+    api._httpx_client.send = timed(inner_send, "inner_send")
+    client.interactions.__dict__["create"] = timed(inner_create, "inner_create")
     attach(client)
-    recorded_send = api._httpx_client.send
     recorded_create = client.interactions.create
-
-    def timed_outer_send(*a, **k):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        try:
-            return recorded_send(*a, **k)
-        finally:
-            acc["outer_send"] += time.perf_counter() - t0
-
-    api._httpx_client.send = timed_outer_send
+    api._httpx_client.send = timed(api._httpx_client.send, "outer_send")
     times: list[float] = []
 
     def timed_outer_create(*a, **k):  # type: ignore[no-untyped-def]

@@ -513,7 +513,6 @@ def _run_bounded(tasks: Iterator[Callable[[], list[_Outcome]]], concurrency: int
                     outcomes.extend(future.result())
         for future in as_completed(pending):
             outcomes.extend(future.result())
-        pending = set()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
