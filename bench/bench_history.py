@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convostore.history import history  # noqa: E402
+from convostore.rebuild import history  # noqa: E402
 from convostore.records import row_from_exchange  # noqa: E402
 from convostore.store import Store  # noqa: E402
 

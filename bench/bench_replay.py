@@ -24,7 +24,7 @@ from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
 
 import convostore  # noqa: E402
-from convostore.replay import replay  # noqa: E402
+from convostore.replaying import replay  # noqa: E402
 
 
 class Interrupt(Exception):

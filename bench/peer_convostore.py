@@ -109,7 +109,7 @@ class ConvostorePeer(bench_peers.Peer):
         for n in ctx.ns:
             store = Store(str(paths[n]))
             try:
-                from convostore.history import history
+                from convostore.rebuild import history
 
                 def load():  # type: ignore[no-untyped-def]
                     return history(store, heads[n]).input
@@ -134,7 +134,7 @@ class ConvostorePeer(bench_peers.Peer):
                 unit="turn",
                 samples_s=samples,
                 detail=detail,
-                code="convostore/history.py:history -> convostore/store:Store.chain",
+                code="convostore/rebuild.py:history -> convostore/store:Store.chain",
                 extra={"first_rep_s": samples[0]},
             )
             _close(store)

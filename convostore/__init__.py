@@ -22,17 +22,17 @@ _LAZY = {
     "Store": ("convostore.store", "Store"),
     "record": ("convostore.recorder", "record"),
     "annotate": ("convostore.recorder", "annotate"),
-    "history": ("convostore.history", "history"),
-    "replay": ("convostore.replay", "replay"),
-    "compare": ("convostore.compare", "compare"),
+    "history": ("convostore.rebuild", "history"),
+    "replay": ("convostore.replaying", "replay"),
+    "compare": ("convostore.comparison", "compare"),
     "Sandbox": ("convostore.sandbox", "Sandbox"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .compare import compare
-    from .history import history
+    from .comparison import compare
+    from .rebuild import history
     from .recorder import annotate, record
-    from .replay import replay
+    from .replaying import replay
     from .sandbox import Sandbox
     from .store import Store
 

@@ -40,9 +40,9 @@ def run_demo(
     from google import genai
     from google.genai import types
 
-    from .compare import compare
+    from .comparison import compare
     from .recorder import record
-    from .replay import replay
+    from .replaying import replay
     from .report import render
     from .sandbox import Sandbox
 

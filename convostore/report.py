@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .compare import Answer, Comparison
+from .comparison import Answer, Comparison
 
 FORMATS = ("table", "markdown", "json", "html")
 

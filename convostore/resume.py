@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .history import history
+from .rebuild import history
 from .records import retention_delta
 
 if TYPE_CHECKING:  # pragma: no cover

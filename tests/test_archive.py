@@ -16,7 +16,7 @@ from convostore import wire
 from convostore.archive import export_jsonl, export_markdown, import_jsonl
 from convostore.cli import cli
 from convostore.errors import ChainCycleError, ImportFormatError
-from convostore.replay import replay
+from convostore.replaying import replay
 from convostore.store import Store
 
 MODEL = "gemini-3-flash-preview"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from convostore import wire
 from convostore.errors import NotFoundError
-from convostore.history import history
+from convostore.rebuild import history
 from convostore.records import row_from_exchange
 
 MODELS = ("gemini-3-flash-preview", "gemini-3-pro-preview")

@@ -14,8 +14,8 @@ import pytest
 
 import convostore
 from convostore import wire
-from convostore.compare import compare, similarity
-from convostore.replay import replay
+from convostore.comparison import compare, similarity
+from convostore.replaying import replay
 from convostore.report import render
 
 SOURCE = "gemini-2.5-flash"

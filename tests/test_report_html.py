@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 import convostore
-from convostore.compare import compare
-from convostore.replay import replay
+from convostore.comparison import compare
+from convostore.replaying import replay
 from convostore.report import render
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import convostore
 from convostore import wire
-from convostore.history import history
+from convostore.rebuild import history
 from convostore.resume import needs_rebuild
 
 MODEL = "gemini-2.5-flash"

@@ -90,7 +90,7 @@ def test_cycles_are_reported(store):
         w.save({**turn("y", "two"), "parent_id": "x", "conversation_id": "x", "link": "server"})
     with pytest.raises(ChainCycleError):
         store.chain("x")
-    from convostore.history import history
+    from convostore.rebuild import history
 
     with pytest.raises(ChainCycleError):
         history(store, "y")

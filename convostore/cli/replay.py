@@ -50,7 +50,7 @@ def _since(value: str) -> datetime:
 @click.pass_context
 def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode: str, concurrency: int, all_: bool, since: str | None, resume_run: str | None, temperature: float | None, system_instruction: str | None, sets: tuple[str, ...], no_store: bool, via: str, as_json: bool) -> None:
     """Replay stored conversations (the chains ending at IDS) on another model."""
-    from ..replay import replay
+    from ..replaying import replay
 
     store = open_store(ctx)
     targets: list[str] = list(ids)
@@ -77,7 +77,7 @@ def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
     """List replay runs, newest first."""
-    from ..replay import list_runs
+    from ..replaying import list_runs
 
     for run in list_runs(open_store(ctx)):
         if as_json:
@@ -94,7 +94,7 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def compare_cmd(ctx: click.Context, refs: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Compare a conversation (any interaction of it) or RUN ids with the original, turn by turn."""
-    from ..compare import compare
+    from ..comparison import compare
     from ..report import render
 
     text = render(compare(open_store(ctx), *refs), format=fmt)

@@ -30,7 +30,7 @@ def _answer_text(store: Any, interaction: Any) -> str:
 @click.pass_context
 def history_cmd(ctx: click.Context, interaction_id: str, model: str | None, fmt: str, as_json: bool) -> None:
     """Print the stateless input that continues the chain ending at INTERACTION_ID."""
-    from ..history import history
+    from ..rebuild import history
 
     hist = history(open_store(ctx), interaction_id, model=model, format=fmt)  # type: ignore[arg-type]
     if as_json:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import wire
 from .direct import DirectSender
 from .errors import ConvostoreError, NotFoundError
-from .history import add_turn, turn_steps
+from .rebuild import add_turn, turn_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store

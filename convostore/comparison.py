@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConvostoreError, NotFoundError
-from .replay import ReplayRun, _run_from_row, source_head, source_turns
+from .replaying import ReplayRun, _run_from_row, source_head, source_turns
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
