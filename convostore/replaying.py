@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from . import wire
 from .direct import DirectSender
 from .errors import ConvostoreError, NotFoundError
@@ -51,7 +53,8 @@ class ReplayRun:
     finished_at: datetime | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The run as plain JSON-safe values (times as ISO 8601 strings)."""
         return {
             "id": self.id,
             "model": self.model,
@@ -59,10 +62,18 @@ class ReplayRun:
             "status": self.status,
             "heads": self.heads,
             "settings": self.settings,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
             "summary": self.summary,
         }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as a JSON string."""
+        return orjson.dumps(self.to_dict()).decode()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 @dataclass
@@ -385,6 +396,12 @@ def _completed_turns(store: "Store", run_id: str) -> dict[str, Any]:
     return done
 
 
+def _default_client(store: "Store") -> Any:
+    from .client import make_client
+
+    return make_client(store)
+
+
 def replay(
     store: "Store",
     ids: str | Iterable[str] | None = None,
@@ -413,6 +430,8 @@ def replay(
     """
     if resume_run:
         run = _run_from_row(store.get_run(resume_run))
+        if client is None:
+            client = _default_client(store)
     else:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -424,6 +443,8 @@ def replay(
         if not id_list:
             raise ConvostoreError("nothing to replay: no interactions matched")
         heads = [source_head(store, i).id for i in id_list]
+        if client is None:  # before the run exists: no key means no orphan `running` run
+            client = _default_client(store)
         settings = {
             "heads": heads,
             "temperature": temperature,
@@ -444,10 +465,6 @@ def replay(
             created_at=_now(),
         )
         run = _run_from_row(row)
-    if client is None:
-        from .client import make_client
-
-        client = make_client(store)
     done = _completed_turns(store, run.id) if resume_run else {}
     total = sum(_turn_count(store.chain_links(h)) for h in run.heads)
     finished = [len(done)]
@@ -462,11 +479,11 @@ def replay(
     if progress:
         progress(finished[0], total)
     store.update_run(run.id, status="running")
-    worker = _Replayer(store, client, run, max_attempts=max_attempts, backoff=backoff, on_turn=tick, direct=direct)
     outcomes: list[_Outcome] = []
     started = time.perf_counter()
     status = "completed"
     try:
+        worker = _Replayer(store, client, run, max_attempts=max_attempts, backoff=backoff, on_turn=tick, direct=direct)
         if run.mode == "forced":
             tasks: Iterator[Callable[[], list[_Outcome]]] = (
                 t for head in run.heads for t in worker.forced_turns(head, done)

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import difflib
 import html
+import shutil
 import textwrap
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .comparison import Answer, Comparison
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .replaying import ReplayRun
 
 FORMATS = ("table", "markdown", "json", "html")
 
@@ -201,3 +206,71 @@ def _html(c: Comparison) -> str:
 <tbody>{total_rows}</tbody></table>
 </body></html>
 """
+
+
+# -- plain-text tables ---------------------------------------------------------------
+
+ELLIPSIS = "…"
+
+
+def terminal_width(default: int = 100) -> int:
+    """The terminal's width in columns (``COLUMNS`` wins; ``default`` when not a terminal)."""
+    return max(40, shutil.get_terminal_size((default, 24)).columns)
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters, a cut marked with ``…``."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    return flat[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,
+               right: Sequence[int] = ()) -> str:
+    """Rows under headers in aligned columns that fit ``width`` (the terminal's by default).
+
+    When the natural widths do not fit, the widest column gives up characters first,
+    down to 4; every cut cell ends with ``…``. Columns listed in ``right`` align right.
+    """
+    width = terminal_width() if width is None else width
+    cells = [[cut(str(c), 10_000) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    gap = 2
+    while sum(widths) + gap * (len(widths) - 1) > width:
+        i = max(range(len(widths)), key=lambda k: widths[k])
+        if widths[i] <= 4:
+            break
+        widths[i] -= 1
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            v = cut(v, widths[i])
+            out.append(v.rjust(widths[i]) if i in right else v.ljust(widths[i]))
+        return (" " * gap).join(out).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def runs_table(runs: Sequence["ReplayRun"], width: int | None = None) -> str:
+    """Replay runs, one line each: what ran, how it went."""
+    if not runs:
+        return "no replay runs"
+    rows = []
+    for run in runs:
+        s = run.summary or {}
+        v = s.get("verdicts") or {}
+        rows.append([
+            run.id,
+            f"{run.created_at:%Y-%m-%d %H:%M}" if run.created_at else "-",
+            run.status,
+            f"{run.model} ({run.mode})",
+            str(s.get("conversations", len(run.heads))),
+            str(s.get("turns", "-")),
+            str(v.get("ok", 0)),
+            str(v.get("diverged", 0)),
+            str(v.get("failed", 0)),
+        ])
+    headers = ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed"]
+    return text_table(headers, rows, width, right=(4, 5, 6, 7, 8))

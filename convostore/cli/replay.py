@@ -58,33 +58,42 @@ def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode
         targets += [row.id for row in store.conversations(since=_since(since) if since else None)]
     if not resume_run and not model:
         raise click.UsageError("--model is required (or --resume RUN_ID)")
+    from ..client import make_client
+
+    client = make_client(store)  # a missing key fails here, before any run or progress bar
     with click.progressbar(length=1, label="replaying", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        run = replay(store, targets or None, model=model, mode=mode, concurrency=concurrency, temperature=temperature, system_instruction=system_instruction, overrides=_parse_set(sets), store_remote=not no_store, progress=progress, resume_run=resume_run, direct=via == "direct")
+        run = replay(store, targets or None, model=model, mode=mode, concurrency=concurrency, temperature=temperature, system_instruction=system_instruction, overrides=_parse_set(sets), store_remote=not no_store, progress=progress, resume_run=resume_run, direct=via == "direct", client=client)
     if as_json:
-        click.echo(orjson.dumps(run.to_json(), option=orjson.OPT_INDENT_2, default=str).decode())
-        return
-    s = run.summary
-    click.echo(f"{run.id}  {run.status}  {run.model} ({run.mode})  {s.get('conversations')} conversations, {s.get('turns')} turns, sent {s.get('sent')}, verdicts {s.get('verdicts')}, {s.get('elapsed_s')} s")
+        click.echo(orjson.dumps(run.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        s = run.summary
+        verdicts = ", ".join(f"{k} {v}" for k, v in sorted((s.get("verdicts") or {}).items())) or "none"
+        click.echo(f"{run.id}  {run.status}  {run.model} ({run.mode})  {s.get('conversations')} conversations, {s.get('turns')} turns, sent {s.get('sent')}, verdicts: {verdicts}, {s.get('elapsed_s')} s")
+    if run.status != "completed":  # a failed turn fails the job (exit codes: README)
+        failed = (run.summary.get("verdicts") or {}).get("failed", 0)
+        click.echo(f"replay {run.status}: {failed} turn(s) failed", err=True)
+        sys.exit(1)
 
 
 @cli.command("runs")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run, one per line.")
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
     """List replay runs, newest first."""
     from ..replaying import list_runs
+    from ..report import runs_table
 
-    for run in list_runs(open_store(ctx)):
-        if as_json:
-            click.echo(orjson.dumps(run.to_json(), default=str).decode())
-        else:
-            created = f"{run.created_at:%Y-%m-%d %H:%M}" if run.created_at else "-"
-            click.echo(f"{run.id}  {created}  {run.status:<12} {run.model} ({run.mode})  {len(run.heads)} conversations  {run.summary.get('verdicts', {})}")
+    runs = list_runs(open_store(ctx))
+    if as_json:
+        for run in runs:
+            click.echo(orjson.dumps(run.to_dict()).decode())
+    else:
+        click.echo(runs_table(runs))
 
 
 @cli.command("compare")

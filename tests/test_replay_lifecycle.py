@@ -1,0 +1,99 @@
+"""A replay run's life: created only when it can send, gating CI on failures, listed for people."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+import convostore
+from convostore.cli import cli
+from convostore.errors import MissingAPIKeyError
+from convostore.replaying import list_runs, replay
+
+SOURCE = "gemini-2.5-flash"
+TARGET = "gemini-2.5-pro"
+
+
+def _seed(client, store, names=("Ada", "Grace")):
+    rc = convostore.record(client, store=store)
+    heads = []
+    for name in names:
+        t1 = rc.interactions.create(model=SOURCE, input=f"Hi, my name is {name}.")
+        heads.append(rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t1.id).id)
+    return rc, heads
+
+
+@pytest.fixture
+def cli_env(sqlite_store, sandbox, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", sandbox.base_url)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    return ["--db", sqlite_store.path]
+
+
+def test_replay_exits_0_when_every_turn_answered_and_1_when_one_failed(client, sqlite_store, sandbox, cli_env):
+    _, heads = _seed(client, sqlite_store)
+    runner = CliRunner()
+    res = runner.invoke(cli, [*cli_env, "replay", heads[0], "-m", TARGET, "-j", "1"])
+    assert res.exit_code == 0, res.output
+    sandbox.fail(400, 1)  # not retried: the first turn fails for good, the run goes on
+    res = runner.invoke(cli, [*cli_env, "replay", heads[0], "-m", TARGET, "-j", "1", "--json"])
+    assert res.exit_code == 1, res.output
+    run = orjson.loads(res.stdout[res.stdout.index("{"):])  # stdout stays JSON; the reason goes to stderr
+    assert run["status"] == "completed_with_failures" and run["summary"]["verdicts"] == {"failed": 1, "ok": 1}
+    assert "1 turn(s) failed" in res.stderr
+
+
+def test_a_replay_without_an_api_key_leaves_no_run(client, store, monkeypatch):
+    _, heads = _seed(client, store)
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(MissingAPIKeyError):
+        replay(store, heads[0], model=TARGET)
+    assert list_runs(store) == []
+
+
+def test_a_replay_without_an_api_key_from_the_cli_is_one_line_and_no_run(client, sqlite_store, monkeypatch):
+    _, heads = _seed(client, sqlite_store)
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    res = CliRunner().invoke(cli, ["--db", sqlite_store.path, "replay", heads[0], "-m", TARGET])
+    assert res.exit_code == 1 and res.stderr.startswith("Error: no API key") and "Traceback" not in res.output
+    assert list_runs(sqlite_store) == []
+
+
+def test_runs_prints_a_table_and_json_lines(client, sqlite_store, cli_env):
+    rc, heads = _seed(client, sqlite_store)
+    run = replay(sqlite_store, heads, model=TARGET, client=rc)
+    runner = CliRunner()
+    res = runner.invoke(cli, [*cli_env, "runs"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    header, rule, line = res.output.splitlines()[:3]
+    assert header.split() == ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert line.split()[0] == run.id and "completed" in line and f"{TARGET} (forced)" in line
+    assert line.split()[-5:] == ["2", "4", "4", "0", "0"]
+    assert "{" not in res.output  # no Python dict
+    res = runner.invoke(cli, [*cli_env, "runs", "--json"])
+    rows = [orjson.loads(x) for x in res.output.splitlines()]
+    assert [r["id"] for r in rows] == [run.id]
+    assert rows[0]["summary"]["verdicts"] == {"ok": 4} and rows[0]["created_at"].startswith("20")
+
+
+def test_runs_table_fits_a_narrow_terminal_and_marks_what_it_cut(client, sqlite_store, cli_env):
+    rc, heads = _seed(client, sqlite_store)
+    replay(sqlite_store, heads[0], model="a-very-long-model-name-that-cannot-fit-in-forty-columns", client=rc)
+    res = CliRunner().invoke(cli, [*cli_env, "runs"], env={"COLUMNS": "60"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert all(len(x) <= 60 for x in lines)
+    assert "…" in lines[2]
+
+
+def test_run_to_json_is_a_string_and_to_dict_plain(client, store):
+    rc, heads = _seed(client, store)
+    run = replay(store, heads[0], model=TARGET, client=rc)
+    assert isinstance(run.to_json(), str)
+    assert orjson.loads(run.to_json()) == run.to_dict()
+    assert isinstance(run.to_dict()["finished_at"], str)
