@@ -19,19 +19,20 @@ import gc
 import io
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import ConvostoreError, ImportFormatError
+from . import wire
+from .errors import ConvostoreError, ImportConflictError, ImportFieldError, ImportFormatError, WireFormatError
+from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import Row, Store
+    from .store import Row, Store, Writer
 
-FORMAT_VERSION = 1
 BATCH = 1000
 #: Archive-only fields carried in a line's ``meta``.
 META_FIELDS = (
@@ -42,10 +43,17 @@ META_FIELDS = (
 
 @dataclass
 class ImportResult:
+    """What an import did. ``skipped``: ids already stored with the same content (or
+    kept under ``on_conflict="skip"``); ``conflicts``: ids whose stored content differs,
+    the first few in ``conflict_ids``; ``replaced``: stored rows the file's replaced."""
+
     lines: int = 0
     added: int = 0
     skipped: int = 0
     runs: int = 0
+    conflicts: int = 0
+    conflict_ids: list[str] = field(default_factory=list)
+    replaced: int = 0
 
 
 # --- export ---------------------------------------------------------------------
@@ -129,6 +137,7 @@ def _open(source: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[bytes], bool]:
 
 
 def _parse(raw: bytes, lineno: int) -> dict[str, Any] | None:
+    """One line, checked field by field against ``line_format`` (None for a blank line)."""
     raw = raw.strip()
     if not raw:
         return None
@@ -136,25 +145,15 @@ def _parse(raw: bytes, lineno: int) -> dict[str, Any] | None:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ImportFormatError(f"not valid JSON ({exc})", lineno) from None
-    if not isinstance(obj, dict):
-        raise ImportFormatError("a line must be a JSON object", lineno)
+    try:
+        check_line(obj, raw=raw)
+    except FieldError as exc:
+        raise ImportFieldError(str(exc), lineno, exc.path) from None
     if obj.get("kind") == "replay_run":
-        if not isinstance(obj.get("run"), dict) or not obj["run"].get("id"):
-            raise ImportFormatError("a replay_run line needs a run with an id", lineno)
         return obj
-    request, response = obj.get("request"), obj.get("response")
-    if request is not None and not isinstance(request, dict):
-        raise ImportFormatError("'request' must be an object", lineno)
-    if response is not None and not isinstance(response, dict):
-        raise ImportFormatError("'response' must be an object", lineno)
-    iid = obj.get("id") or (response or {}).get("id")
-    if not isinstance(iid, str) or not iid:
-        raise ImportFormatError("no interaction id (neither 'id' nor 'response.id')", lineno)
-    if request is None and response is None:
-        raise ImportFormatError("a line needs a 'request' or a 'response'", lineno)
-    meta = obj.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise ImportFormatError("'meta' must be an object", lineno)
+    iid = obj.get("id") or (obj.get("response") or {}).get("id")
+    if not iid:
+        raise ImportFieldError("id: is required (or response.id)", lineno, "id")
     obj["id"] = iid
     return obj
 
@@ -178,18 +177,138 @@ def _row(obj: dict[str, Any], lineno: int, retention: Any) -> dict[str, Any]:
             retention=retention,
             extra={k: v for k, v in meta.items() if k not in ("latency_ms", "stream", "error", "hop_index", "partial")},
         )
+    except WireFormatError as exc:
+        where = "request.input" if "input" in request else "response"
+        raise ImportFieldError(f"{where}: {exc}", lineno, where) from None
     except (ValueError, TypeError, AttributeError) as exc:
         raise ImportFormatError(f"cannot read the interaction: {exc}", lineno) from None
     row["id"] = obj["id"]
     return row
 
 
-def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> ImportResult:
-    """Import a JSONL export, all or nothing; already stored ids are skipped.
+#: What a line's content is compared on when its id is already stored: the exchange
+#: itself, plus every archive field the line states (derived fields follow from these).
+_ALWAYS_COMPARED = ("request", "response", "api_version")
+#: How an id already stored (or seen earlier in the file) with different content is treated.
+ON_CONFLICT = ("skip", "fail", "replace")
+#: How many conflicting ids a result or an error names.
+SHOWN_IDS = 5
 
-    One pass, one transaction: each line is parsed once and written in batches; a bad
-    line raises before COMMIT (so nothing lands), and the parent links of the new rows
-    are checked for loops in SQL before COMMIT too (``ChainCycleError``).
+
+def _compared(obj: dict[str, Any]) -> tuple[str, ...]:
+    meta = obj.get("meta") or {}
+    return _ALWAYS_COMPARED + tuple(k for k, v in meta.items() if v is not None)
+
+
+def _stored_equal(key: str, stored: Any, value: Any) -> bool:
+    """A stored column value against the value an incoming row gives for it."""
+    if key in ("request", "response", "labels", "error"):
+        if stored is None:
+            return value is None or (key == "request" and value == {})
+        if "convostore-media:" in stored and value is not None:
+            value = wire.split_media(value)[0]
+        return bool(orjson.loads(stored) == value)
+    if isinstance(stored, datetime) and stored.tzinfo is None:
+        stored = stored.replace(tzinfo=timezone.utc)
+    return bool(stored == value)
+
+
+class _Conflicts:
+    """Finds, per batch, the rows whose id is already stored (or came earlier in the
+    file) and decides by ``on_conflict``; identical content is simply already stored."""
+
+    def __init__(self, writer: "Writer", on_conflict: str, result: ImportResult) -> None:
+        if on_conflict not in ON_CONFLICT:
+            raise ConvostoreError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
+        self.w = writer
+        self.policy = on_conflict
+        self.result = result
+
+    def _conflict(self, iid: str) -> None:
+        self.result.conflicts += 1
+        if len(self.result.conflict_ids) < SHOWN_IDS:
+            self.result.conflict_ids.append(iid)
+
+    def resolve(self, rows: list[dict[str, Any]], keys: list[tuple[str, ...]]) -> list[dict[str, Any]]:
+        """The rows to insert; ids to replace are deleted first (``replace``)."""
+        stored = _stored_content(self.w, [r["id"] for r in rows])
+        out: list[dict[str, Any] | None] = []
+        at: dict[str, int] = {}
+        replace: list[str] = []
+        for row, compared in zip(rows, keys):
+            iid = row["id"]
+            if iid in at:
+                earlier = out[at[iid]]
+                same = earlier is not None and all(earlier.get(k) == row.get(k) for k in compared)
+            elif iid in stored:
+                same = all(_stored_equal(k, stored[iid][k], row.get(k)) for k in compared)
+            else:
+                at[iid] = len(out)
+                out.append(row)
+                continue
+            self.result.skipped += 1
+            if same:
+                continue
+            self._conflict(iid)
+            if self.policy != "replace":
+                continue
+            if iid in at:  # the file's later line wins over its earlier one
+                out[at[iid]] = row
+            else:
+                self.result.skipped -= 1
+                self.result.replaced += 1
+                at[iid] = len(out)
+                out.append(row)
+                replace.append(iid)
+        if replace:
+            _delete(self.w, replace)
+        return [r for r in out if r is not None]
+
+
+_STORED_KEYS = ("request", "response", "api_version", *META_FIELDS)
+_STORED_COLUMNS = {"request": "request_json", "response": "response_json"}
+
+
+def _stored_content(w: "Writer", ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored values (raw JSON text for JSON columns) of those ``ids`` that are
+    stored, read inside the writer's transaction (so rows this import wrote count)."""
+    from sqlalchemy import bindparam, select
+
+    from .store.models import Interaction
+
+    t = Interaction.__table__
+    cols = [t.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
+    q = select(t.c.id, *cols).where(t.c.id.in_(bindparam("ids", expanding=True)))
+    return {r[0]: dict(zip(_STORED_KEYS, r[1:])) for r in w.conn.execute(q, {"ids": ids})}
+
+
+def _delete(w: "Writer", ids: list[str]) -> None:
+    """Delete stored rows the file replaces (their replacements are inserted as new)."""
+    from sqlalchemy import bindparam, delete
+
+    from .store.models import Interaction
+
+    t = Interaction.__table__
+    w.conn.execute(delete(t).where(t.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})
+    if w.store.dialect != "sqlite":  # the chain check's record of this import's rows
+        w.conn.exec_driver_sql("DELETE FROM convostore_new_rows WHERE id = ANY(%s)", (ids,))
+
+
+def import_jsonl(
+    store: "Store", source: str | os.PathLike[str] | IO[bytes], *, on_conflict: str = "skip"
+) -> ImportResult:
+    """Import a JSONL export, all or nothing; ids already stored with the same content
+    are skipped (so importing twice adds nothing).
+
+    One pass, one transaction: each line is checked against ``line_format`` and
+    written in batches; a bad line raises ``ImportFieldError`` (line and field) before
+    COMMIT, so nothing lands, and the parent links of the new rows are checked for
+    loops in SQL before COMMIT too (``ChainCycleError``).
+
+    An id already stored (or earlier in the file) with *different* content is a
+    conflict, counted in the result with its first ids; ``on_conflict`` chooses:
+    ``skip`` keeps the stored row, ``fail`` raises ``ImportConflictError`` after
+    reading the whole file (nothing lands), ``replace`` takes the file's row.
     """
     retention = retention_delta(store.retention)
     fh, owned = _open(source)
@@ -200,13 +319,18 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
     gc.disable()
     try:
         with store.writer(check_chains=True) as w:
+            conflicts = _Conflicts(w, on_conflict, result)
             batch: list[dict[str, Any]] = []
+            keys: list[tuple[str, ...]] = []
 
             def flush() -> None:
-                added = w.save_many(batch)
-                result.added += added
-                result.skipped += len(batch) - added
+                replaced = result.replaced
+                fresh = conflicts.resolve(batch, keys)
+                added = w.save_many(fresh)
+                result.added += added - (result.replaced - replaced)
+                result.skipped += len(fresh) - added
                 batch.clear()
+                keys.clear()
 
             for lineno, raw in enumerate(fh, 1):
                 obj = _parse(raw, lineno)
@@ -221,9 +345,12 @@ def import_jsonl(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
                     # Linked by parent or by content: the rows before it must be stored first.
                     flush()
                 batch.append(row)
+                keys.append(_compared(obj))
                 if len(batch) >= BATCH:
                     flush()
             flush()
+            if result.conflicts and on_conflict == "fail":
+                raise ImportConflictError(result.conflicts, result.conflict_ids)
     finally:
         if paused:
             gc.enable()

@@ -33,3 +33,25 @@ class WireFormatError(ConvostoreError, ValueError):
 
 class MissingAPIKeyError(ConvostoreError):
     """No GEMINI_API_KEY / GOOGLE_API_KEY for a command that calls the API."""
+
+
+class ImportFieldError(ImportFormatError):
+    """A line whose field breaks the line format: carries the line and the field's path."""
+
+    def __init__(self, message: str, line: int | None, path: str) -> None:
+        self.path = path
+        super().__init__(message, line)
+
+
+class ImportConflictError(ConvostoreError):
+    """Ids already stored with different content, under ``on_conflict="fail"``."""
+
+    def __init__(self, count: int, ids: list[str]) -> None:
+        self.count = count
+        self.ids = ids
+        more = ", …" if count > len(ids) else ""
+        super().__init__(
+            f"{count} id{'s' if count != 1 else ''} already stored with different content "
+            f"({', '.join(ids)}{more}); nothing imported: --on-conflict skip keeps the stored rows, "
+            "replace takes the file's"
+        )

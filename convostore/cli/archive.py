@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -152,20 +150,29 @@ def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: s
 
 @cli.command("import")
 @click.argument("file", type=click.Path(allow_dash=True))
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "fail", "replace"]),
+    default="skip",
+    show_default=True,
+    help="An id already stored with different content: keep the stored row (skip), import nothing (fail), or take the file's (replace).",
+)
 @click.pass_context
-def import_cmd(ctx: click.Context, file: str) -> None:
+def import_cmd(ctx: click.Context, file: str, on_conflict: str) -> None:
     """Import a JSONL export (current or retired schema); all or nothing, idempotent."""
     from ..archive import import_jsonl
 
-    store = open_store(ctx)
-    if file == "-":  # the importer reads twice (validate, then write): spool stdin
-        with tempfile.TemporaryFile() as tmp:
-            shutil.copyfileobj(sys.stdin.buffer, tmp)
-            tmp.seek(0)
-            result = import_jsonl(store, tmp)
-    else:
-        result = import_jsonl(store, file)
-    click.echo(f"imported {result.added} interactions ({result.skipped} already stored, {result.runs} replay runs) from {result.lines} lines")
+    source = sys.stdin.buffer if file == "-" else file  # one pass: stdin streams straight in
+    result = import_jsonl(open_store(ctx), source, on_conflict=on_conflict)
+    replaced = f", {result.replaced} replaced" if result.replaced else ""
+    click.echo(f"imported {result.added} interactions ({result.skipped} already stored{replaced}, {result.runs} replay runs) from {result.lines} lines")
+    if result.conflicts:
+        more = ", …" if result.conflicts > len(result.conflict_ids) else ""
+        kept = "took the file's version" if on_conflict == "replace" else "kept the stored version (--on-conflict replace takes the file's)"
+        click.echo(
+            f"warning: {result.conflicts} ids already stored with different content ({', '.join(result.conflict_ids)}{more}): {kept}",
+            err=True,
+        )
 
 
 @cli.group("db")

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import StoreError
 
@@ -36,14 +36,46 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("convostore", appauthor=False)) / "convostore.db"
 
 
+_NO_ARCHIVE = "keeps nothing: every row written to it is gone when the process ends; give a file path (archive.db) or sqlite:////absolute/path.db"
+
+
+def refuse_memory(url: str) -> None:
+    """Refuse a SQLite URL that names no file (``sqlite://``, ``sqlite:///``, ``:memory:``).
+
+    Why: an archive that vanishes with the process is data loss that looks like success
+    (``import`` would print "imported 6" and keep none of them).
+    """
+    if not url.startswith("sqlite"):
+        return
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # create() reports a malformed URL
+    database = parsed.database or ""
+    memory = (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or parsed.query.get("mode") == "memory"
+    )
+    if memory:
+        what = "names no file" if not database else "is an in-memory database"
+        raise StoreError(f"{url!r} {what}: an in-memory archive {_NO_ARCHIVE}")
+
+
 def resolve_url(url: str | os.PathLike[str] | None) -> str:
-    """A SQLAlchemy URL from a URL, a file path, ``$CONVOSTORE_DB`` or the default."""
+    """A SQLAlchemy URL from a URL, a file path, ``$CONVOSTORE_DB`` or the default.
+
+    A URL or path naming an in-memory SQLite database is refused (``StoreError``).
+    """
     if url is None:
         url = os.environ.get("CONVOSTORE_DB") or default_path()
     url = os.fspath(url)
     if "://" not in url:
+        if url.strip() in ("", ":memory:") or url.startswith("file::memory:"):
+            raise StoreError(f"{url!r} is not a file path: an in-memory archive {_NO_ARCHIVE}")
         path = Path(url).expanduser()
         return f"sqlite:///{path.resolve()}"
+    refuse_memory(url)
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
@@ -61,6 +93,7 @@ def _sqlite_file(url: str) -> Path | None:
 def create(url: str) -> Engine:
     """An engine with the pragmas and transaction mode convostore relies on."""
     if url.startswith("sqlite"):
+        refuse_memory(url)
         path = _sqlite_file(url)
         if path is not None:
             try:
