@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .server import SandboxState, make_server
+from .server import MAX_BODY, SandboxState, make_server
 
 
 class Sandbox:
@@ -30,8 +30,10 @@ class Sandbox:
         retention: float | None = None,
         latency: float = 0,
         background_delay: float = 0.2,
+        max_body: int = MAX_BODY,
     ) -> None:
-        self.state = SandboxState(retention, latency, background_delay)
+        """``max_body``: request bodies past this many bytes are refused with 413 (32 MiB)."""
+        self.state = SandboxState(retention, latency, background_delay, max_body)
         self._server = make_server(host, port, self.state)
         self._thread: threading.Thread | None = None
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +30,13 @@ from . import models
 
 _PATH = re.compile(r"^/(v1|v1beta|v1alpha)/interactions(?:/([^/:]+))?(?:(/cancel|:cancel))?$")
 _CODES = {400: "invalid_request", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
-          409: "conflict", 429: "rate_limit_exceeded", 500: "internal", 503: "unavailable"}
+          409: "conflict", 413: "request_too_large", 429: "rate_limit_exceeded", 500: "internal",
+          503: "unavailable"}
+
+_SDK = re.compile(r"google-genai-sdk/(\d+)\.")
+
+#: The largest request body the sandbox reads (``Sandbox(max_body=...)``): 32 MiB.
+MAX_BODY = 32 * 1024 * 1024
 
 
 def _now() -> str:
@@ -75,8 +83,11 @@ class Stored:
 class SandboxState:
     """Everything the server knows; shared by its handler threads under one lock."""
 
-    def __init__(self, retention: float | None, latency_ms: float, background_delay: float) -> None:
+    def __init__(
+        self, retention: float | None, latency_ms: float, background_delay: float, max_body: int = MAX_BODY
+    ) -> None:
         self.retention = retention
+        self.max_body = max_body
         self.latency = latency_ms / 1000.0
         self.background_delay = background_delay
         self.lock = threading.RLock()
@@ -111,6 +122,11 @@ class SandboxState:
             return len(targets)
 
     def fail(self, status: int, count: int = 1, retry_after: float = 0) -> None:
+        """Answer the next ``count`` API calls with ``status``; a status outside 400-599 is refused."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status (400-599), got {status}")
+        if count < 0 or not (math.isfinite(retry_after) and retry_after >= 0):
+            raise ValueError("count and retry_after must not be negative")
         with self.lock:
             self.failures.extend([(status, retry_after)] * count)
 
@@ -309,6 +325,16 @@ def stream_events(state: SandboxState, item: Stored, api_version: str) -> list[d
     return events
 
 
+def _event_id(text: str) -> int:
+    """``last_event_id`` as the event number it names; anything else is a 400."""
+    if not text.strip():
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError(400, f"Invalid last_event_id: {text[:40]!r}.") from None
+
+
 def _chunks(text: str, size: int = 16) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
@@ -339,15 +365,30 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self._send(status, {"error": {"message": message, "code": _CODES.get(status, "error")}}, headers)
 
-    def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+    def _read_raw_body(self) -> bytes:
+        """The request body, read whole; a bad or oversized ``Content-Length`` is refused first."""
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            return b""
+        if not declared.strip().isdigit():
+            self.close_connection = True  # the stream can no longer be framed
+            raise ApiError(400, f"Invalid Content-Length: {declared[:40]!r}.")
+        length = int(declared)
+        if length > self.state.max_body:
+            self.close_connection = True  # the body is left unread
+            raise ApiError(413, f"Request body of {length} bytes exceeds the sandbox limit of {self.state.max_body} bytes.")
+        return self.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _parse_json(raw: bytes) -> Any:
         if not raw:
             return {}
         try:
@@ -372,8 +413,22 @@ class Handler(BaseHTTPRequestHandler):
             pass  # the client stopped reading: fine
 
     def _authorized(self, query: dict[str, list[str]]) -> bool:
-        return bool(self.headers.get("x-goog-api-key") or query.get("key") or
-                    (self.headers.get("authorization") or "").lower().startswith("bearer "))
+        """An API key header or ``?key=``, or a bearer token that is not empty."""
+        if (self.headers.get("x-goog-api-key") or "").strip() or any(k.strip() for k in query.get("key", [])):
+            return True
+        scheme, _, token = (self.headers.get("authorization") or "").strip().partition(" ")
+        return scheme.lower() == "bearer" and bool(token.strip())
+
+    def _schema(self, path_version: str) -> str:
+        """``v1beta`` (retired ``outputs``) only for 1.x clients; 2.x also calls ``/v1beta`` but
+        speaks ``steps`` (2.0 says so with an ``Api-Revision`` header, later 2.x only by its
+        ``x-goog-api-client`` version), so it is answered as ``/v1``."""
+        if path_version != "v1beta":
+            return path_version
+        if self.headers.get("Api-Revision"):
+            return "v1"
+        sdk = _SDK.search(self.headers.get("x-goog-api-client") or "")
+        return "v1" if sdk and int(sdk.group(1)) >= 2 else "v1beta"
 
     # -- routing ------------------------------------------------------------
 
@@ -391,14 +446,16 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query)
         state = self.state
         try:
+            raw = self._read_raw_body()  # read (or refused) for every method: keeps keep-alive framing
             if parts.path.startswith("/_sandbox/"):
                 self._control(method, parts.path, query)
                 return
             match = _PATH.match(parts.path)
             if not match:
                 raise ApiError(404, f"No route for {method} {parts.path}")
-            version, iid, cancel = match.groups()
-            body = self._read_body() if method == "POST" else None
+            path_version, iid, cancel = match.groups()
+            version = self._schema(path_version)
+            body = self._parse_json(raw) if method == "POST" else None
             with state.lock:
                 state.calls.append((method, parts.path))
                 if method == "POST" and not iid:
@@ -430,7 +487,7 @@ class Handler(BaseHTTPRequestHandler):
                 if item is None:
                     raise ApiError(404, f"Interaction {iid} not found.")
                 if query.get("stream", ["false"])[0] == "true":
-                    after = int((query.get("last_event_id") or ["0"])[0] or 0)
+                    after = _event_id((query.get("last_event_id") or ["0"])[0])
                     events = [e for n, e in item.events if n > after] or stream_events(state, item, version)
                     self._sse(events)
                 else:
@@ -444,9 +501,12 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise ApiError(404, f"No route for {method} {parts.path}")
         except ApiError as exc:
-            self._error(exc.status, exc.message)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            try:
+                self._error(exc.status, exc.message)
+            except ConnectionError:
+                self.close_connection = True
+        except ConnectionError:  # BrokenPipe, ConnectionReset: the client went away
+            self.close_connection = True
 
     def _control(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         state = self.state
@@ -462,7 +522,10 @@ class Handler(BaseHTTPRequestHandler):
                 retry_after = float(query.get("retry_after", ["0"])[0])
             except ValueError:
                 raise ApiError(400, "status, count and retry_after must be numbers") from None
-            state.fail(status, count, retry_after)
+            try:
+                state.fail(status, count, retry_after)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
             self._send(200, {"status": status, "count": count})
         else:
             raise ApiError(404, f"No sandbox control {method} {path}")
@@ -472,6 +535,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (reset, broken pipe, timeout) is routine: no traceback."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def make_server(host: str, port: int, state: SandboxState) -> ThreadingHTTPServer:
