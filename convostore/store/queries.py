@@ -1,0 +1,343 @@
+"""Every read: get, chain, chain_links, chain_turns, tree, children, list,
+conversations, search, stats. Reads go through ``_connect`` (on SQLite a plain ``BEGIN``,
+so they never wait on the write lock) and stream when they could be large."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, bindparam, func, select, text
+
+from .. import wire
+from ..errors import ChainCycleError, NotFoundError
+from .base import StoreBase
+from .rows import (
+    M,
+    R,
+    T,
+    Row,
+    Turn,
+    _COLUMN_FOR_FIELD,
+    _ROW_FIELDS,
+    _SELECT_COLUMNS,
+    _TYPED,
+    _utc,
+)
+
+# Ancestors of :id. UNION (not UNION ALL) stops on a row already seen, so a cycle
+# ends the recursion instead of looping; _order_chain then reports it.
+_ANCESTORS = (
+    "WITH RECURSIVE anc(id, parent_id) AS ("
+    " SELECT id, parent_id FROM interaction WHERE id = :id"
+    " UNION SELECT i.id, i.parent_id FROM interaction i JOIN anc ON i.id = anc.parent_id)"
+)
+
+
+_WALK = (
+    "WITH RECURSIVE anc(id, parent_id, model, link, inp, outp, depth) AS ("
+    " SELECT id, parent_id, model, link, input_steps, output_steps, 0 FROM interaction WHERE id = :id"
+    " UNION ALL SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps, anc.depth + 1"
+    " FROM interaction i JOIN anc ON i.id = anc.parent_id WHERE anc.depth < :bound)"
+    " SELECT id, parent_id, model, link, inp, outp, depth FROM anc"
+)
+
+
+def _order_chain(head_id: str, rows: list[Any], key: Any) -> list[Any]:
+    """Rows of a chain (any order) root first, walking parent links from the head."""
+    by_id = {key(r)[0]: r for r in rows}
+    out: list[Any] = []
+    seen: set[str] = set()
+    current: str | None = head_id
+    while current is not None and current in by_id:
+        if current in seen:
+            raise ChainCycleError(f"the chain ending at {head_id} loops back on itself at {current}")
+        seen.add(current)
+        row = by_id[current]
+        out.append(row)
+        current = key(row)[1]
+    out.reverse()
+    return out
+
+
+_CONV_COUNT = select(func.count()).select_from(T).where(T.c.conversation_id == bindparam("cid"))
+_STATUS = select(T.c.server_state, T.c.expires_at).where(T.c.id == bindparam("iid"))
+
+
+class Queries(StoreBase):
+    """The read side of ``Store``."""
+
+    def _media_lookup(self) -> Any:
+        def lookup(digest: str) -> str | None:
+            with self._connect() as conn:
+                return conn.execute(select(M.c.data).where(M.c.sha256 == digest)).scalar()
+
+        return lookup
+
+    def _row(self, r: Any, depth: int = 0) -> Row:
+        m = r._mapping
+        row = Row(
+            **{name: m[_COLUMN_FOR_FIELD[name]] for name in _ROW_FIELDS},
+            depth=depth,
+            _media=self._media_lookup(),
+        )
+        for attr in ("created", "updated", "recorded_at", "expires_at"):
+            setattr(row, attr, _utc(getattr(row, attr)))
+        return row
+
+    def get(self, interaction_id: str) -> Row:
+        """One interaction by id, or by a unique id prefix."""
+        with self._connect() as conn:
+            r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == interaction_id)).first()
+            if r is None and len(interaction_id) >= 6:
+                found = conn.execute(
+                    select(*_SELECT_COLUMNS).where(T.c.id.startswith(interaction_id, autoescape=True)).limit(2)
+                ).all()
+                if len(found) == 1:
+                    r = found[0]
+                elif len(found) > 1:
+                    raise NotFoundError(f"{interaction_id!r} matches more than one interaction; give more of the id")
+        if r is None:
+            raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+        return self._row(r)
+
+    def server_status(self, interaction_id: str) -> tuple[str | None, datetime | None] | None:
+        """(server_state, expires_at) of a stored interaction, or None: the resume check, kept cheap.
+
+        Answers from a small cache of what this Store object itself wrote (saves,
+        updates, marks keep it true); anything else is one indexed read. A change made
+        by another process is seen once the entry leaves the cache; until then the
+        worst case is one request to the server that fails and is rebuilt anyway.
+        """
+        cached = self._status.get(interaction_id)
+        if cached is not None:
+            return cached
+        with self._connect() as conn:
+            r = conn.execute(_STATUS, {"iid": interaction_id}).first()
+        if r is None:
+            return None
+        return r[0], _utc(r[1])
+
+    def exists(self, interaction_id: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
+
+    def chain(self, interaction_id: str) -> list[Row]:
+        """The interaction and its ancestors, root first, in one recursive query."""
+        head = self.get(interaction_id)
+        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        sql = text(f"{_ANCESTORS} SELECT {cols} FROM anc JOIN interaction i ON i.id = anc.id").columns(*_TYPED)
+        with self._connect() as conn:
+            rows = conn.execute(sql, {"id": head.id}).all()
+        return [self._row(r) for r in _order_chain(head.id, rows, lambda r: (r.id, r.parent_id))]
+
+    def chain_links(self, interaction_id: str) -> list[tuple[str, str | None]]:
+        """``(id, link)`` of the interaction and its ancestors, root first: a chain's shape
+        without its payloads (counting turns, say), in one recursive query."""
+        sql = text(f"{_ANCESTORS} SELECT anc.id, anc.parent_id, i.link FROM anc JOIN interaction i ON i.id = anc.id")
+        with self._connect() as conn:
+            rows = conn.execute(sql, {"id": interaction_id}).all()
+        if not rows:
+            raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
+        return [(r[0], r[2]) for r in _order_chain(interaction_id, rows, lambda r: (r[0], r[1]))]
+
+    def chain_turns(self, interaction_id: str) -> list["Turn"]:
+        """The chain's turns, root first, with just what rebuilding history needs.
+
+        One recursive query over a few columns, no per-row type processing: a
+        10,000-turn chain comes back in milliseconds. (``chain`` returns full rows.)
+        """
+        head = self.get(interaction_id)
+        with self._connect() as conn:
+            # Fast path: walk parents carrying the columns along, bounded by the size of
+            # the conversation (a chain longer than that must loop, or cross into another
+            # conversation: then the general, cycle-checking query decides).
+            bound = 2 * (conn.execute(_CONV_COUNT, {"cid": head.conversation_id}).scalar() or 0) + 16
+            rows = conn.execute(text(_WALK), {"id": head.id, "bound": bound}).all()
+            if len(rows) > bound:
+                sql = text(
+                    f"{_ANCESTORS} SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps "
+                    "FROM anc JOIN interaction i ON i.id = anc.id"
+                )
+                rows = _order_chain(head.id, conn.execute(sql, {"id": head.id}).all(), lambda r: (r[0], r[1]))
+            else:
+                # SQLite's queue yields them in depth order already; sorting in Python
+                # (linear on sorted input) keeps that a certainty without a SQL sort of
+                # every row's JSON.
+                rows.sort(key=lambda r: -r[6])
+        # One parse for the whole chain: per-call overhead, not bytes, dominates
+        # thousands of small JSON texts.
+        text_ = "[" + ",".join(f"[{r[4] or '[]'},{r[5] or '[]'}]" for r in rows) + "]"
+        parsed = orjson.loads(text_)
+        if "convostore-media:" in text_:
+            parsed = wire.join_media(parsed, self._media_lookup())
+        turns = [Turn(r[0], r[1], r[2], r[3], p[0], p[1]) for r, p in zip(rows, parsed)]
+        turns[-1].request = head.request
+        return turns
+
+    def children(self, interaction_id: str) -> list[Row]:
+        with self._connect() as conn:
+            rows = conn.execute(select(*_SELECT_COLUMNS).where(T.c.parent_id == interaction_id).order_by(T.c.recorded_at)).all()
+        return [self._row(r) for r in rows]
+
+    def tree(self, interaction_id: str) -> list[Row]:
+        """The whole conversation, parents before children (depth-first), with ``depth`` set."""
+        row = self.get(interaction_id)
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(*_SELECT_COLUMNS).where(T.c.conversation_id == row.conversation_id).order_by(T.c.recorded_at, T.c.id)
+            ).all()
+        by_parent: dict[str | None, list[Any]] = {}
+        ids = {r.id for r in rows}
+        for r in rows:
+            by_parent.setdefault(r.parent_id if r.parent_id in ids else None, []).append(r)
+        out: list[Row] = []
+        seen: set[str] = set()
+        stack = [(r, 0) for r in reversed(by_parent.get(None, []))]
+        while stack:
+            r, depth = stack.pop()
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            out.append(self._row(r, depth))
+            stack.extend((c, depth + 1) for c in reversed(by_parent.get(r.id, [])))
+        return out
+
+    def list(
+        self,
+        *,
+        conversation: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        server_state: str | None = None,
+        since: datetime | None = None,
+        replay_run_id: str | None = None,
+        source_id: str | None = None,
+        replays: bool = True,
+        limit: int | None = None,
+        oldest_first: bool = False,
+    ) -> Iterator[Row]:
+        """Interactions, newest first, streamed from the database."""
+        q = select(*_SELECT_COLUMNS)
+        conds = []
+        if conversation:
+            conds.append(T.c.conversation_id == conversation)
+        if model:
+            conds.append(T.c.model == model)
+        if status:
+            conds.append(T.c.status == status)
+        if server_state:
+            conds.append(T.c.server_state == server_state)
+        if since:
+            conds.append(T.c.recorded_at >= _utc(since))
+        if replay_run_id:
+            conds.append(T.c.replay_run_id == replay_run_id)
+        if source_id:
+            conds.append(T.c.source_id == source_id)
+        if not replays:
+            conds.append(T.c.replay_run_id.is_(None))
+        if conds:
+            q = q.where(and_(*conds))
+        order = (T.c.recorded_at, T.c.id) if oldest_first else (T.c.recorded_at.desc(), T.c.id.desc())
+        q = q.order_by(*order)
+        if limit:
+            q = q.limit(limit)
+        return self._stream(q)
+
+    def _stream(self, q: Any) -> Iterator[Row]:
+        with self._connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=500).execute(q)
+            for r in result:
+                yield self._row(r)
+
+    def iter_all(self) -> Iterator[Row]:
+        """Every interaction, oldest first, streamed (exports)."""
+        return self.list(oldest_first=True)
+
+    def conversations(self, *, since: datetime | None = None) -> Iterator[Row]:
+        """The newest recorded turn of each original (non-replay) conversation."""
+        sub = select(T.c.conversation_id, func.max(T.c.recorded_at).label("latest")).where(T.c.replay_run_id.is_(None))
+        if since:
+            sub = sub.where(T.c.recorded_at >= _utc(since))
+        sub = sub.group_by(T.c.conversation_id).subquery()
+        q = (
+            select(*_SELECT_COLUMNS)
+            .join(sub, and_(T.c.conversation_id == sub.c.conversation_id, T.c.recorded_at == sub.c.latest))
+            .where(T.c.replay_run_id.is_(None), T.c.status != "failed")
+            .order_by(T.c.recorded_at)
+        )
+        seen: set[str] = set()
+        for row in self._stream(q):
+            if row.conversation_id not in seen:
+                seen.add(row.conversation_id)
+                yield row
+
+    def search(self, query: str, *, limit: int = 50) -> list[Row]:
+        """Full-text search over input and output text; user text is never FTS syntax."""
+        words = re.findall(r"\w+", query, flags=re.UNICODE)
+        if not words:
+            return []
+        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        if self.dialect == "sqlite":
+            self._catch_up_search()
+            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+            sql = text(
+                f"SELECT {cols} FROM interaction_fts f JOIN interaction i ON i.rowid = f.rowid "
+                "WHERE interaction_fts MATCH :q ORDER BY f.rank LIMIT :limit"
+            )
+            params: dict[str, Any] = {"q": match, "limit": limit}
+        else:
+            sql = text(
+                f"SELECT {cols} FROM interaction i WHERE i.search_vector @@ plainto_tsquery('simple', :q) "
+                "ORDER BY ts_rank(i.search_vector, plainto_tsquery('simple', :q)) DESC, i.recorded_at DESC LIMIT :limit"
+            )
+            params = {"q": " ".join(words), "limit": limit}
+        with self._connect() as conn:
+            return [self._row(r) for r in conn.execute(sql.columns(*_TYPED), params).all()]
+
+    def _catch_up_search(self) -> None:
+        """Index the rows recorded since the last search (SQLite keeps FTS off the hot path)."""
+        with self._begin() as conn:
+            last = conn.exec_driver_sql("SELECT last_rowid FROM interaction_fts_state WHERE id = 1").scalar() or 0
+            top = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM interaction").scalar() or 0
+            if top > last:
+                conn.exec_driver_sql(
+                    "INSERT INTO interaction_fts(rowid, input_text, output_text) "
+                    "SELECT rowid, input_text, output_text FROM interaction WHERE rowid > ? AND rowid <= ?",
+                    (last, top),
+                )
+                conn.exec_driver_sql("UPDATE interaction_fts_state SET last_rowid = ? WHERE id = 1", (top,))
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by model, status and server state; tokens; conversations."""
+        with self._connect() as conn:
+            total = conn.execute(select(func.count()).select_from(T)).scalar() or 0
+            conversations = conn.execute(select(func.count(func.distinct(T.c.conversation_id)))).scalar() or 0
+            tokens = conn.execute(select(func.coalesce(func.sum(T.c.total_tokens), 0))).scalar() or 0
+
+            def by(col: Any) -> dict[str, int]:
+                return {str(k): v for k, v in conn.execute(select(col, func.count()).group_by(col).order_by(func.count().desc())).all()}
+
+            media = conn.execute(select(func.count(), func.coalesce(func.sum(M.c.size), 0)).select_from(M)).first()
+            runs = conn.execute(select(func.count()).select_from(R)).scalar() or 0
+            first_last = conn.execute(select(func.min(T.c.recorded_at), func.max(T.c.recorded_at))).first()
+            groups = {"by_model": by(T.c.model), "by_status": by(T.c.status), "by_server_state": by(T.c.server_state)}
+        size = None
+        if self.path and os.path.exists(self.path):
+            size = os.path.getsize(self.path)
+        return {
+            "database": self.display_url,
+            "interactions": total,
+            "conversations": conversations,
+            "total_tokens": int(tokens),
+            **groups,
+            "media": {"items": media[0], "bytes": int(media[1])},
+            "replay_runs": runs,
+            "first_recorded": _utc(first_last[0]),
+            "last_recorded": _utc(first_last[1]),
+            "file_bytes": size,
+        }
