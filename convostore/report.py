@@ -1,47 +1,62 @@
 """A comparison rendered for people: terminal table, Markdown, JSON, or one HTML file.
 
-The HTML report is self-contained (inline CSS and SVG, no scripts or fetches), so it
-can be mailed, attached to a ticket or opened offline.
+The HTML report is self-contained (inline CSS and SVG, no scripts, no fetches), so it
+can be mailed, attached to a ticket or opened offline. It is written as it is read:
+one conversation at a time (``write``), so a report over thousands of conversations
+needs no more memory than one over ten.
 """
 
 from __future__ import annotations
 
 import difflib
 import html
+import io
 import shutil
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
-
-from .comparison import Answer, Comparison
+from .comparison import ORIGINAL, Answer, Comparison, ConversationComparison, Scores
 
 if TYPE_CHECKING:  # pragma: no cover
     from .replaying import ReplayRun
 
 FORMATS = ("table", "markdown", "json", "html")
+_COLORS = ("#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
-def render(comparison: Comparison, format: str = "table") -> str:
-    """The comparison in one of ``FORMATS``."""
+def render(comparison: Comparison, format: str = "table", *, width: int | None = None) -> str:
+    """The comparison in one of ``FORMATS``, as one string (see ``write`` to stream)."""
+    out = io.StringIO()
+    write(comparison, out, format, width=width)
+    return out.getvalue()
+
+
+def write(comparison: Comparison, out: TextIO, format: str = "table", *, width: int | None = None) -> None:
+    """Write the comparison to ``out``; HTML streams conversation by conversation."""
     if format == "table":
-        return _table(comparison)
-    if format == "markdown":
-        return _markdown(comparison)
-    if format == "json":
-        return orjson.dumps(comparison.to_json(), option=orjson.OPT_INDENT_2, default=str).decode()
-    if format == "html":
-        return _html(comparison)
-    raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
+        out.write(_table(comparison, width if width is not None else terminal_width()) + "\n")
+    elif format == "markdown":
+        out.write(_markdown(comparison))
+    elif format == "json":
+        out.write(comparison.to_json() + "\n")
+    elif format == "html":
+        _html(comparison, out)
+    else:
+        raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
 
 
 def _columns(c: Comparison) -> list[tuple[str, str]]:
-    return [("original", c.original_model or "original")] + [(r.id, f"{r.model} ({r.mode})") for r in c.runs]
+    """(key, label) per column: the original, then each run (its id added when labels repeat)."""
+    labels = [f"{r.model} ({r.mode})" for r in c.runs]
+    cols = [(ORIGINAL, (c.original_model or "original") if c.focus is not None and len(c.heads) == 1 else "original")]
+    for r, label in zip(c.runs, labels):
+        cols.append((r.id, f"{label} {r.id}" if labels.count(label) > 1 else label))
+    return cols
 
 
-def _get(turn: Any, key: str) -> Answer:
-    return turn.original if key == "original" else turn.replays[key]
+def _get(turn: Any, key: str) -> Answer | None:
+    return turn.original if key == ORIGINAL else turn.replays.get(key)
 
 
 def _fmt(value: Any, suffix: str = "") -> str:
@@ -52,66 +67,154 @@ def _fmt(value: Any, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
-def _table(c: Comparison) -> str:
+def usd(value: float | None) -> str:
+    """A cost for people: "unknown" when it is, never a guess."""
+    if value is None:
+        return "cost unknown"
+    if value == 0:
+        return "$0"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}" if value >= 0.0001 else f"${value:.2e}"
+
+
+def _total_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    totals = c.totals()
+    judged = c.judge is not None
+    headers = ["column", "convs", "turns", "done", "failed", "diverged", "ms mean", "p50", "p95",
+               "in tok", "out tok", "thought", "cost", "sim mean", "sim min"]
+    if judged:
+        headers += ["judge mean", "judge min"]
+    rows = []
+    for key, label in _columns(c):
+        t = totals[key]
+        row = [label, str(t["conversations"]), str(t["turns"]), str(t["completed"]), str(t["failed"]),
+               str(t["diverged"]), _fmt(t["latency_ms"]["mean"]), _fmt(t["latency_ms"]["median"]),
+               _fmt(t["latency_ms"]["p95"]), str(t["tokens"]["input"]), str(t["tokens"]["output"]),
+               str(t["tokens"]["thought"]), usd(t["cost_usd"]), _fmt(t["similarity"]["mean"]),
+               _fmt(t["similarity"]["lowest"])]
+        if judged:
+            row += [_fmt(t["judge"]["mean"]), _fmt(t["judge"]["lowest"])]
+        rows.append(row)
+    return headers, rows
+
+
+def _totals_by_metric(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The totals turned on their side: one row per figure, one column per run (fits a terminal)."""
+    headers, rows = _total_rows(c)
+    return ["", *(r[0] for r in rows)], [[h, *(r[i] for r in rows)] for i, h in enumerate(headers) if i]
+
+
+def _run_cell(s: Scores | None) -> str:
+    if s is None:
+        return "-"
+    parts = [f"{_fmt(s.score)} (min {_fmt(s.lowest)})"]
+    if s.failed or s.missing:
+        parts.append(f"failed {s.failed + s.missing}")
+    if s.diverged:
+        parts.append(f"diverged {s.diverged}")
+    return ", ".join(parts)
+
+
+def _conversation_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    cols = _columns(c)[1:]
+    headers = ["conversation", "turns", "first message", *(label for _, label in cols)]
+    rows = [[s.head_id, str(s.turns), s.title, *(_run_cell(s.runs.get(k)) for k, _ in cols)] for s in c.summaries]
+    return headers, rows
+
+
+def _turn_table(c: Comparison, conv: ConversationComparison, width: int) -> list[str]:
     cols = _columns(c)
-    width = max(24, min(48, 100 // max(1, len(cols))))
-    lines: list[str] = []
-    header = "  ".join(f"{label[:width]:<{width}}" for _, label in cols)
-    lines.append(f"{'turn':<5} {header}")
-    lines.append("-" * len(lines[0]))
-    for t in c.turns:
-        lines.append(f"{t.index + 1:<5} user: {t.input_text[: width * len(cols)]}")
-        wrapped = [textwrap.wrap(_get(t, k).text or "(no answer)", width)[:4] or [""] for k, _ in cols]
+    gap = 2
+    col_w = max(12, (width - 6 - gap * (len(cols) - 1)) // max(1, len(cols)))
+    lines = [f"{'turn':<5} " + (" " * gap).join(cut(label, col_w).ljust(col_w) for _, label in cols)]
+    lines.append("-" * min(width, len(lines[0])))
+    for t in conv.turns:
+        lines.append(f"{t.index + 1:<5} " + cut("user: " + t.input_text, width - 6))
+        wrapped = []
+        for k, _ in cols:
+            a = _get(t, k)
+            text = (a.text if a is not None else "") or "(no answer)"
+            w = textwrap.wrap(" ".join(text.split()), col_w) or [""]
+            if len(w) > 4:
+                w = w[:4]
+                w[3] = cut(w[3] + " " + ELLIPSIS, col_w) if len(w[3]) < col_w - 1 else w[3][: col_w - 1] + ELLIPSIS
+            wrapped.append(w)
         for row in range(max(len(w) for w in wrapped)):
-            cells = [f"{(w[row] if row < len(w) else ''):<{width}}" for w in wrapped]
-            lines.append(f"{'':<5} " + "  ".join(cells))
+            lines.append(f"{'':<5} " + (" " * gap).join((w[row] if row < len(w) else "").ljust(col_w) for w in wrapped).rstrip())
         meta = []
         for k, _ in cols:
             a = _get(t, k)
-            sim = "" if a.similarity is None else f" sim {a.similarity:.2f}"
-            meta.append(f"{'[' + a.status + sim + ' ' + _fmt(a.latency_ms, 'ms') + ' ' + _fmt(a.tokens, 't') + ']':<{width}}")
-        lines.append(f"{'':<5} " + "  ".join(meta))
-    lines.append("")
-    totals = c.totals()
-    for k, label in cols:
-        t = totals[k]
-        lines.append(
-            f"{label}: {t['turns']} turns, mean latency {_fmt(t['mean_latency_ms'], ' ms')}, "
-            f"tokens {t['total_tokens']}, mean similarity {_fmt(t['mean_similarity'])}, "
-            f"diverged {t['diverged']}, failed {t['failed']}"
-        )
+            if a is None:
+                meta.append("".ljust(col_w))
+                continue
+            score = "" if a.similarity is None else f" sim {a.similarity:.2f}"
+            if a.judge_score is not None:
+                score += f" judge {a.judge_score:.2f}"
+            meta.append(cut(f"[{a.status}{score} {_fmt(a.latency_ms, 'ms')} {_fmt(a.tokens, 't')}]", col_w).ljust(col_w))
+        lines.append(f"{'':<5} " + (" " * gap).join(meta).rstrip())
+    return lines
+
+
+def _table(c: Comparison, width: int) -> str:
+    lines: list[str] = []
+    if c.focus is not None:
+        lines += _turn_table(c, c.focus, width)
+        lines.append("")
+    if len(c.heads) > 1:
+        lines.append(f"{len(c.heads)} conversations, worst first:")
+        headers, rows = _conversation_rows(c)
+        lines.append(text_table(headers, rows, width=width, right=(1,), flex=(2, 0, *range(3, len(headers)))))
+        lines.append("")
+    headers, rows = _totals_by_metric(c)
+    lines.append(text_table(headers, rows, width=width, right=tuple(range(1, len(headers))), flex=tuple(range(1, len(headers)))))
     return "\n".join(lines)
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+def md_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: no pipe, line break or HTML gets through."""
+    text = text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("|", "\\|").replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\n", "<br>")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(md_cell(str(v)) for v in r) + " |" for r in rows]
+    return out
 
 
 def _markdown(c: Comparison) -> str:
     cols = _columns(c)
-    out = [f"# Comparison of {c.head_id}", ""]
-    out.append("| turn | user | " + " | ".join(label for _, label in cols) + " |")
-    out.append("|---|---|" + "---|" * len(cols))
-    for t in c.turns:
-        cells = []
-        for k, _ in cols:
-            a = _get(t, k)
-            extra = f" _({a.status}" + ("" if a.similarity is None else f", sim {a.similarity:.2f}") + ")_"
-            cells.append(_md_cell(a.text) + extra)
-        out.append(f"| {t.index + 1} | {_md_cell(t.input_text)} | " + " | ".join(cells) + " |")
-    out += ["", "## Totals", "", "| run | turns | mean latency (ms) | tokens | mean similarity | diverged | failed |", "|---|---|---|---|---|---|---|"]
-    totals = c.totals()
-    for k, label in cols:
-        t = totals[k]
-        out.append(
-            f"| {_md_cell(label)} | {t['turns']} | {_fmt(t['mean_latency_ms'])} | {t['total_tokens']} | "
-            f"{_fmt(t['mean_similarity'])} | {t['diverged']} | {t['failed']} |"
-        )
-    return "\n".join(out) + "\n"
+    title = c.focus.head_id if c.focus is not None else f"{len(c.heads)} conversations"
+    out = [f"# Comparison of {md_cell(title)}", ""]
+    if c.focus is not None:
+        headers = ["turn", "user", *(label for _, label in cols)]
+        rows = []
+        for t in c.focus.turns:
+            cells = []
+            for k, _ in cols:
+                a = _get(t, k)
+                if a is None:
+                    cells.append("")
+                    continue
+                extra = a.status + ("" if a.similarity is None else f", sim {a.similarity:.2f}")
+                if a.judge_score is not None:
+                    extra += f", judge {a.judge_score:.2f}"
+                cells.append(f"{a.text} _({extra})_")
+            rows.append([str(t.index + 1), t.input_text, *cells])
+        out += [*_md_table(headers, rows), ""]
+    if len(c.heads) > 1:
+        out += ["## Conversations (worst first)", "", *_md_table(*_conversation_rows(c)), ""]
+    out += ["## Totals", "", *_md_table(*_totals_by_metric(c)), ""]
+    if c.prices.taken:
+        out += [f"Prices per 1M tokens as of {md_cell(c.prices.taken)}; \"cost unknown\" for models without one.", ""]
+    return "\n".join(out)
+
+
+# -- HTML ----------------------------------------------------------------------------
 
 
 def _word_diff(original: str, other: str) -> str:
-    """``other`` with the words that differ from ``original`` marked."""
+    """``other`` with the words that differ from ``original`` marked (escaped HTML)."""
     a, b = original.split(), other.split()
     parts: list[str] = []
     for op, _, _, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
@@ -122,41 +225,38 @@ def _word_diff(original: str, other: str) -> str:
     return " ".join(parts)
 
 
-def _chart(c: Comparison, metric: str, title: str) -> str:
-    """A small inline SVG line chart of ``metric`` per turn, one line per column."""
-    cols = _columns(c)
-    series = [[getattr(_get(t, k), metric) for t in c.turns] for k, _ in cols]
-    values = [v for s in series for v in s if v is not None]
-    w, h, pad = 360, 140, 28
-    n = max(1, len(c.turns) - 1)
-    top = max(values) if values else 1
-    top = top or 1
-    colors = ["#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{title}">']
-    parts.append(f'<text x="{pad}" y="14" class="ct">{html.escape(title)} (max {_fmt(float(top))})</text>')
-    parts.append(f'<line x1="{pad}" y1="{h - pad}" x2="{w - 8}" y2="{h - pad}" stroke="#999"/>')
-    for i, s in enumerate(series):
-        pts = [
-            f"{pad + (w - pad - 8) * j / n:.1f},{h - pad - (h - pad - 24) * (v / top):.1f}"
-            for j, v in enumerate(s)
-            if v is not None
-        ]
-        if pts:
-            color = colors[i % len(colors)]
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(pts)}"/>')
-            for p in pts:
-                x, y = p.split(",")
-                parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>')
-    for j in range(len(c.turns)):
-        parts.append(f'<text x="{pad + (w - pad - 8) * j / n:.1f}" y="{h - 10}" class="ax">{j + 1}</text>')
+def _histogram(title: str, series: list[tuple[str, list[float]]], lo: float, hi: float, bins: int, unit: str) -> str:
+    """An inline SVG histogram: one outline per series over shared bins."""
+    w, h, pad = 420, 170, 32
+    span = (hi - lo) or 1.0
+    counts = []
+    for _, values in series:
+        c = [0] * bins
+        for v in values:
+            c[min(bins - 1, max(0, int((v - lo) / span * bins)))] += 1
+        counts.append(c)
+    top = max((max(c) for c in counts if c), default=0) or 1
+    bw = (w - pad - 8) / bins
+    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
+             f'<text x="{pad}" y="14" class="ct">{html.escape(title)} (tallest bin {top})</text>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - 8}" y2="{h - pad}" stroke="#999"/>']
+    for i, c in enumerate(counts):
+        color = _COLORS[i % len(_COLORS)]
+        pts = []
+        for j, n in enumerate(c):
+            y = h - pad - (h - pad - 24) * n / top
+            pts += [f"{pad + j * bw:.1f},{y:.1f}", f"{pad + (j + 1) * bw:.1f},{y:.1f}"]
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(pts)}"/>')
+    for j in (0, bins // 2, bins):
+        parts.append(f'<text x="{pad + j * bw:.1f}" y="{h - 14}" class="ax">{_fmt(lo + span * j / bins)}{unit}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;width:100%;table-layout:fixed}
-td,th{border:1px solid #ddd;padding:6px 8px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;width:100%;table-layout:fixed;margin-bottom:12px}
+td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left;overflow-wrap:anywhere}
 th{background:#f4f4f4}
 .user{color:#555;font-style:italic}
 ins{background:#fff3b0;text-decoration:none}
@@ -164,48 +264,71 @@ ins{background:#fff3b0;text-decoration:none}
 .diverged{background:#fde8e8}.failed,.missing{background:#eee}
 .chart{margin:8px 16px 8px 0;border:1px solid #eee}.ct{font-size:11px}.ax{font-size:9px;fill:#777}
 .legend span{display:inline-block;margin-right:14px}
+section.conversation{margin-top:28px;border-top:2px solid #ccc}
+#totals td,#conversations td{font-variant-numeric:tabular-nums}
 """
 
 
-def _html(c: Comparison) -> str:
-    cols = _columns(c)
-    colors = ["#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+def _html_turns(c: Comparison, conv: ConversationComparison, cols: list[tuple[str, str]]) -> str:
     rows = []
-    for t in c.turns:
+    for t in conv.turns:
         cells = []
         for k, _ in cols:
             a = _get(t, k)
-            body = html.escape(a.text) if k == "original" else _word_diff(t.original.text, a.text)
-            sim = "" if a.similarity is None else f" · similarity {a.similarity:.2f}"
-            meta = f"{a.status}{sim} · {_fmt(a.latency_ms, ' ms')} · {_fmt(a.tokens)} tokens · {a.length} chars"
-            cells.append(f'<td class="{html.escape(a.status)}">{body or "<em>(no answer)</em>"}<span class="meta">{html.escape(meta)}</span></td>')
-        rows.append(
-            f'<tr class="turn" data-turn="{t.index + 1}"><th>{t.index + 1}</th>'
-            f'<td class="user">{html.escape(t.input_text)}</td>{"".join(cells)}</tr>'
-        )
-    totals = c.totals()
-    total_rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{totals[k]['turns']}</td><td>{_fmt(totals[k]['mean_latency_ms'])}</td>"
-        f"<td>{totals[k]['total_tokens']}</td><td>{_fmt(totals[k]['mean_similarity'])}</td>"
-        f"<td>{totals[k]['diverged']}</td><td>{totals[k]['failed']}</td></tr>"
-        for k, label in cols
-    )
-    legend = "".join(f'<span style="color:{colors[i % len(colors)]}">■ {html.escape(label)}</span>' for i, (_, label) in enumerate(cols))
+            if a is None:
+                cells.append('<td class="missing"></td>')
+                continue
+            body = html.escape(a.text) if k == ORIGINAL else _word_diff(t.original.text, a.text)
+            meta = f"{a.status}"
+            if a.similarity is not None:
+                meta += f" · similarity {a.similarity:.2f}"
+            if a.judge_score is not None:
+                meta += f" · judge {a.judge_score:.2f}: {a.judge_reason or ''}"
+            meta += f" · {_fmt(a.latency_ms, ' ms')} · {_fmt(a.tokens)} tokens · {usd(a.cost_usd)}"
+            cells.append(f'<td class="{html.escape(a.status)}">{body or "<em>(no answer)</em>"}'
+                         f'<span class="meta">{html.escape(meta)}</span></td>')
+        rows.append(f'<tr class="turn" data-turn="{t.index + 1}"><th>{t.index + 1}</th>'
+                    f'<td class="user">{html.escape(t.input_text)}</td>{"".join(cells)}</tr>')
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>convostore comparison {html.escape(c.head_id)}</title>
+    return (f'<table class="turns"><thead><tr><th style="width:3em">turn</th><th>user</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _html(c: Comparison, out: TextIO) -> None:
+    cols = _columns(c)
+    scores = c.scores()
+    title = f"Comparison of {c.focus.head_id}" if c.focus is not None and len(c.heads) == 1 else f"Comparison of {len(c.heads)} conversations"
+    legend = "".join(f'<span style="color:{_COLORS[i % len(_COLORS)]}">■ {html.escape(label)}</span>' for i, (_, label) in enumerate(cols))
+    latencies = [(label, scores[k].latencies) for k, label in cols]
+    every = [v for _, vs in latencies for v in vs]
+    lat_svg = _histogram("latency distribution (ms)", latencies, 0.0, max(every, default=1.0), 24, "")
+    sims = [(label, scores[k].similarities) for k, label in cols]
+    sim_svg = _histogram("similarity to the original", sims, 0.0, 1.0, 20, "")
+    headers, rows = _total_rows(c)
+    totals = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
+    prices = f"Prices per 1M tokens as of {html.escape(c.prices.taken)}. " if c.prices.taken else ""
+    out.write(f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>convostore: {html.escape(title)}</title>
 <style>{_CSS}</style></head><body>
-<h1>Comparison of {html.escape(c.head_id)}</h1>
-<p>{len(c.turns)} turns; original model {html.escape(c.original_model or "?")}; {len(c.runs)} replay run(s). Words that differ from the original are <ins>highlighted</ins>.</p>
+<h1>{html.escape(title)}</h1>
+<p>{len(c.heads)} conversation(s); {len(c.runs)} replay run(s){'; judged by ' + html.escape(c.judge.model) if c.judge is not None else ''}. {prices}Words that differ from the original are <ins>highlighted</ins>.</p>
 <div class="legend">{legend}</div>
-<div>{_chart(c, "latency_ms", "latency (ms) per turn")}{_chart(c, "tokens", "tokens per turn")}</div>
-<table id="turns"><thead><tr><th style="width:3em">turn</th><th>user</th>{head}</tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
 <h2>Totals</h2>
-<table id="totals"><thead><tr><th>run</th><th>turns</th><th>mean latency (ms)</th><th>tokens</th><th>mean similarity</th><th>diverged</th><th>failed</th></tr></thead>
-<tbody>{total_rows}</tbody></table>
-</body></html>
-"""
+<table id="totals"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in headers)}</tr></thead><tbody>{totals}</tbody></table>
+<div>{lat_svg}{sim_svg}</div>
+<h2>Conversations, worst first</h2>
+<table id="conversations"><thead><tr><th style="width:3em">#</th><th>conversation</th><th style="width:4em">turns</th><th>first message</th>{"".join(f"<th>{html.escape(label)}</th>" for _, label in cols[1:])}</tr></thead><tbody>
+""")
+    for i, s in enumerate(c.summaries):
+        cells = "".join(f"<td>{html.escape(_run_cell(s.runs.get(k)))}</td>" for k, _ in cols[1:])
+        out.write(f'<tr class="conv"><td>{i + 1}</td><td><a href="#c{i + 1}">{html.escape(s.head_id)}</a></td>'
+                  f"<td>{s.turns}</td><td>{html.escape(s.title)}</td>{cells}</tr>\n")
+    out.write("</tbody></table>\n")
+    for i, conv in enumerate(c.conversations()):
+        out.write(f'<section class="conversation" id="c{i + 1}"><h3>{i + 1}. {html.escape(conv.head_id)}'
+                  f' <small>({html.escape(conv.original_model or "?")})</small></h3>'
+                  f"{_html_turns(c, conv, cols)}<p><a href=\"#conversations\">back to the list</a></p></section>\n")
+    out.write("</body></html>\n")
 
 
 # -- plain-text tables ---------------------------------------------------------------
@@ -227,21 +350,23 @@ def cut(text: str, width: int) -> str:
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,
-               right: Sequence[int] = ()) -> str:
+               right: Sequence[int] = (), flex: Sequence[int] | None = None) -> str:
     """Rows under headers in aligned columns that fit ``width`` (the terminal's by default).
 
-    When the natural widths do not fit, the widest column gives up characters first,
-    down to 4; every cut cell ends with ``…``. Columns listed in ``right`` align right.
+    When the natural widths do not fit, the widest of the ``flex`` columns (all, by
+    default) gives up characters first, down to 6, then any column down to 4; every
+    cut cell ends with ``…``. Columns listed in ``right`` align right.
     """
     width = terminal_width() if width is None else width
     cells = [[cut(str(c), 10_000) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     gap = 2
-    while sum(widths) + gap * (len(widths) - 1) > width:
-        i = max(range(len(widths)), key=lambda k: widths[k])
-        if widths[i] <= 4:
-            break
-        widths[i] -= 1
+    for candidates, floor in ((list(flex) if flex is not None else list(range(len(widths))), 6), (list(range(len(widths))), 4)):
+        while sum(widths) + gap * (len(widths) - 1) > width:
+            i = max(candidates, key=lambda k: widths[k])
+            if widths[i] <= floor:
+                break
+            widths[i] -= 1
 
     def line(values: Sequence[str]) -> str:
         out = []
@@ -273,4 +398,4 @@ def runs_table(runs: Sequence["ReplayRun"], width: int | None = None) -> str:
             str(v.get("failed", 0)),
         ])
     headers = ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed"]
-    return text_table(headers, rows, width, right=(4, 5, 6, 7, 8))
+    return text_table(headers, rows, width, right=(4, 5, 6, 7, 8), flex=(0, 3, 1))

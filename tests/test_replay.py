@@ -203,7 +203,7 @@ def test_compare_in_every_format(rc, store, sandbox, tmp_path):
     md = render(c, "markdown")
     assert md.count("\n| ") >= 4
     data = orjson.loads(render(c, "json"))
-    assert len(data["turns"]) == 3 and run.id in data["totals"]
+    assert len(data["conversation"]["turns"]) == 3 and run.id in data["totals"]
     page = render(c, "html")
     assert page.count('class="turn"') == 3 and "<svg" in page
     assert "http://" not in page and "https://" not in page  # self-contained

@@ -97,19 +97,36 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command("compare")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
+@click.option("--source-model", metavar="MODEL", help="Pick the runs that replayed conversations of this original model.")
+@click.option("--since", help="Pick the runs started on or after this date (YYYY-MM-DD).")
+@click.option("--conversation", metavar="ID", help="Show this conversation (any interaction of it) turn by turn.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "html"]), default="table", show_default=True, help="Output format; html is one self-contained file.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="A price table (JSON, as convostore/data/prices.json) over the shipped one; default $CONVOSTORE_PRICES.")
+@click.option("--fail-under", type=float, metavar="SCORE", help="Exit 1 when a run's mean score (judge, else similarity) is under SCORE.")
+@click.option("--max-failed", type=click.IntRange(0), metavar="N", help="Exit 1 when a run has more than N failed or missing turns.")
+@click.option("--max-p95-latency", type=float, metavar="MS", help="Exit 1 when a run's p95 latency is over MS milliseconds.")
+@click.option("--max-cost", type=float, metavar="USD", help="Exit 1 when a run cost more than USD (or its cost is unknown).")
 @click.pass_context
-def compare_cmd(ctx: click.Context, refs: tuple[str, ...], fmt: str, output: str | None) -> None:
-    """Compare a conversation (any interaction of it) or RUN ids with the original, turn by turn."""
-    from ..comparison import compare
-    from ..report import render
+def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | None, since: str | None, conversation: str | None, fmt: str, output: str | None, prices: str | None, fail_under: float | None, max_failed: int | None, max_p95_latency: float | None, max_cost: float | None) -> None:
+    """Compare replay RUNs (or the conversation of an interaction ID) with the originals."""
+    from ..comparison import compare, gate
+    from ..prices import load_prices
+    from ..report import write
 
-    text = render(compare(open_store(ctx), *refs), format=fmt)
+    if not refs and not source_model and not since:
+        raise click.UsageError("give RUN ids, an interaction ID, or --source-model/--since")
+    c = compare(open_store(ctx), *refs, source_model=source_model, since=_since(since) if since else None,
+                conversation=conversation, prices=load_prices(prices))
     if output:
         with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            write(c, fh, fmt)
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text)
+        write(c, sys.stdout, fmt)
+    missed = gate(c, fail_under=fail_under, max_failed=max_failed, max_p95_latency_ms=max_p95_latency, max_cost_usd=max_cost)
+    for line in missed:
+        click.echo(f"gate: {line}", err=True)
+    if missed:
+        sys.exit(1)
