@@ -87,20 +87,21 @@ def row_from_exchange(
     partial: bool = False,
     retention: str | int | float | timedelta | None = "paid",
     extra: Mapping[str, Any] | None = None,
+    sent_input: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The row for one exchange, in either API generation's shape.
 
     ``response`` may be a create response (output steps only) or a ``GET`` body (which
-    also carries the turn's input); ``None`` for a failed attempt.
+    also carries the turn's input); ``None`` for a failed attempt. The two are told
+    apart by what the turn sent: ``request["input"]``, or ``sent_input`` (the stored
+    row's input steps) when a later ``GET`` is read without its request.
     """
     request = dict(request or {})
     response = dict(response or {})
-    first = response["steps"][:1] if response.get("steps") is not None else ()
-    if first and isinstance(first[0], wire.MAPPING) and wire.is_input_step(first[0]):
-        get_inputs, output_steps = wire.split_get_steps(response)
-    else:
-        get_inputs, output_steps = [], wire.normalize_output(response)
-    input_steps = wire.normalize_input(request.get("input")) if "input" in request else get_inputs
+    if sent_input is None and "input" in request:
+        sent_input = wire.normalize_input(request.get("input"))
+    get_inputs, output_steps = wire.split_get_steps(response, sent_input)
+    input_steps = sent_input if sent_input is not None else get_inputs
     usage = response.get("usage")
     inp, out, total = _usage_tokens(usage)
     stored = request.get("store", response.get("store", True)) is not False

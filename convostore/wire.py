@@ -187,15 +187,47 @@ def normalize_output(response: Mapping[str, Any] | None) -> list[Step]:
     return []
 
 
-def split_get_steps(response: Mapping[str, Any]) -> tuple[list[Step], list[Step]]:
-    """A ``GET`` body's steps as (input steps, output steps): the leading input-kind run is the input."""
+def split_get_steps(
+    response: Mapping[str, Any], sent: list[Step] | None = None
+) -> tuple[list[Step], list[Step]]:
+    """A response body's steps as (input steps, output steps), for a create or a ``GET``.
+
+    A ``GET`` body carries the turn's input steps ahead of its outputs. Where they end
+    is decided by ``sent``, the input the stored request actually sent (normalized):
+    a rebuilt or self-managed turn's input holds model steps of the history it
+    re-sent, so the step types alone cannot tell. Without ``sent``, or when the server
+    re-encoded what was sent, the outputs are what follows the last input-kind step
+    (a model's answer holds none); a create body (outputs only) splits as ``([], all)``.
+    """
     if response.get("steps") is None:
         return normalize_input(response.get("input")), normalize_output(response)
     steps = [_normalize_step(s) for s in response["steps"] if isinstance(s, MAPPING)]
-    i = 0
-    while i < len(steps) and is_input_step(steps[i]):
-        i += 1
+    if sent is not None:
+        k = _sent_prefix(steps, sent)
+        if k is not None:
+            return steps[:k], steps[k:]
+    i = len(steps)
+    while i > 0 and not is_input_step(steps[i - 1]):
+        i -= 1
     return steps[:i], steps[i:]
+
+
+def _sent_prefix(steps: list[Step], sent: list[Step]) -> int | None:
+    """How many leading ``steps`` are the ``sent`` input: exactly, else by meaning
+    (``context_hash`` atoms: the same text, calls and results however the server
+    grouped them into steps); None when they are not a prefix at all."""
+    n = len(sent)
+    if steps[:n] == sent:
+        return n
+    if not steps:
+        return None
+    target = context_hash(None, sent)
+    h = EMPTY_CONTEXT
+    for k, step in enumerate(steps, 1):
+        h = context_hash(h, [step])
+        if h == target and step.get("type") != "thought":
+            return k
+    return None
 
 
 def split_history(steps: list[Step]) -> tuple[list[Step], list[Step]]:

@@ -141,3 +141,16 @@ def test_media_is_split_by_hash_and_joined_back():
     assert wire.context_hash(None, wire.normalize_input(req["input"])) == wire.context_hash(
         None, wire.normalize_input(split["input"])
     )
+
+
+def test_a_get_body_is_split_by_what_the_turn_sent_even_when_the_server_regrouped_it():
+    sent = wire.normalize_input([{"type": "user_input", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                                 {"type": "model_output", "content": "said"}])
+    answer = [{"type": "thought", "signature": "s"}, {"type": "model_output", "content": [{"type": "text", "text": "x"}]}]
+    regrouped = [{"type": "user_input", "content": "a"}, {"type": "user_input", "content": "b"},
+                 {"type": "model_output", "content": "said"}, *answer]
+    inputs, outputs = wire.split_get_steps({"steps": regrouped}, sent)
+    assert outputs == answer and len(inputs) == 3
+    # Exactly as sent, and a create body (outputs only) with the turn's input known.
+    assert wire.split_get_steps({"steps": sent + answer}, sent) == (sent, answer)
+    assert wire.split_get_steps({"steps": answer}, sent) == ([], answer)

@@ -242,32 +242,42 @@ class Recorder:
             call.recorded += 1
 
     def _refresh(self, ex: Exchange, call: Call | None, response: dict[str, Any]) -> None:
-        """A later view of an interaction (GET, cancel): update it in place, or add it."""
-        from ..errors import NotFoundError
+        """A later view of an interaction (GET, cancel): update it in place, or add it.
 
+        A GET body carries the turn's input ahead of its outputs; the outputs are split
+        off by the stored row's own input (what the turn sent), so a rebuilt or
+        self-managed turn's re-sent history never lands in its outputs.
+        """
         iid = response.get("id") or ex.interaction_id
-        row = self._build({}, response, ex, call, api_version=ex.api_version, extra=self._extra(call, 0))
-        if not self._stored(iid):
+        stored = self._stored_row(iid)
+        if stored is None:
+            row = self._build({}, response, ex, call, api_version=ex.api_version, extra=self._extra(call, 0))
             row["server_state"] = "live"
             self._save(row)
             return
+        row = self._row(
+            {},
+            response,
+            api_version=ex.api_version,
+            recorded_at=datetime.now(timezone.utc),
+            retention=self.retention,
+            sent_input=list(stored.input_steps or []),
+        )
         fields = {k: row[k] for k in REFRESH_FIELDS if k in row and row[k] is not None}
         fields["server_state"] = "live"
         if fields.get("status") not in (None, "in_progress", "queued"):
             fields["partial"] = False  # the server's full view replaces an abandoned stream's
         self.store.update(iid, **fields)
 
-    def _stored(self, iid: str) -> bool:
-        exists = getattr(self.store, "exists", None)
-        if exists is not None:
-            return bool(exists(iid))
+    def _stored_row(self, iid: str) -> Any:
+        """The stored row with this exact id, or None."""
         from ..errors import NotFoundError
 
         try:
-            self.store.get(iid)
+            row = self.store.get(iid)
         except NotFoundError:
-            return False
-        return True
+            return None
+        return row if row.id == iid else None
 
     def _on_get(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if ex.status == 404 and ex.interaction_id:

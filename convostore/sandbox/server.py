@@ -190,13 +190,15 @@ class SandboxState:
             self._issue_token(item)
         if body.get("background"):
             item.final_steps, item.output_steps, item.status, item.usage = output, [], "in_progress", None
-            timer = threading.Timer(self.background_delay, self._finish_background, args=(item.id,))
-            timer.daemon = True
-            timer.start()
         with self.lock:
             self.interactions[item.id] = item  # kept even for store=false, but never served
             if not store:
                 item.deleted = True
+        if body.get("background"):
+            # Started once the item is stored: with a zero delay the timer could run first.
+            timer = threading.Timer(self.background_delay, self._finish_background, args=(item.id,))
+            timer.daemon = True
+            timer.start()
         return item
 
     def _issue_token(self, item: Stored) -> None:
