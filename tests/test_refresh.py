@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import convostore
 from convostore import wire
-from convostore.history import history
+from convostore.rebuild import history
 from convostore.resume import refresh
 from convostore.sandbox import Sandbox
 
