@@ -103,7 +103,7 @@ class _LogLines(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self.lines.append(f"{record.name}: {record.getMessage()}")
 
 
 def _capture_rebuild_log() -> _LogLines:

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 import orjson
 
 from . import cli, open_store
+from .params import DATE, INTERACTION_ID
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per line for listings).")
 
 
-def _since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not a date: {value!r} (use YYYY-MM-DD)", param_hint="--since") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def _conversation(store: Any, interaction_id: str | None) -> str | None:
+    """The conversation any of its interactions (or an id prefix) belongs to."""
+    return store.get(interaction_id).conversation_id if interaction_id else None
 
 
 def _short(text: str | None, width: int = 60) -> str:
@@ -49,20 +45,21 @@ def _emit(rows: Iterable[Any], as_json: bool, tree: bool = False) -> None:
 
 @cli.command("list")
 @click.option("--limit", "-n", default=50, show_default=True, help="How many (0 for all).")
-@click.option("--conversation", "-c", help="Only this conversation.")
+@click.option("--conversation", "-c", type=INTERACTION_ID, help="Only the conversation this interaction (any turn of it, or an id prefix) belongs to.")
 @click.option("--model", "-m", help="Only this model.")
 @click.option("--status", help="Only this status (completed, failed, ...).")
-@click.option("--since", help="Only interactions recorded on or after this date (YYYY-MM-DD).")
+@click.option("--since", type=DATE, help="Only interactions recorded on or after this date (YYYY-MM-DD, or an age like 30d).")
 @_json_option
 @click.pass_context
-def list_cmd(ctx: click.Context, limit: int, conversation: str | None, model: str | None, status: str | None, since: str | None, as_json: bool) -> None:
+def list_cmd(ctx: click.Context, limit: int, conversation: str | None, model: str | None, status: str | None, since: datetime | None, as_json: bool) -> None:
     """List recorded interactions, newest first."""
-    rows = open_store(ctx).list(conversation=conversation, model=model, status=status, since=_since(since), limit=limit or None)
+    store = open_store(ctx)
+    rows = store.list(conversation=_conversation(store, conversation), model=model, status=status, since=since, limit=limit or None)
     _emit(rows, as_json)
 
 
 @cli.command("show")
-@click.argument("interaction_id")
+@click.argument("interaction_id", type=INTERACTION_ID)
 @_json_option
 @click.option("--raw", is_flag=True, help="Print the raw request and response as sent and received.")
 @click.pass_context
@@ -82,7 +79,7 @@ def show_cmd(ctx: click.Context, interaction_id: str, as_json: bool, raw: bool) 
 
 
 @cli.command("chain")
-@click.argument("interaction_id")
+@click.argument("interaction_id", type=INTERACTION_ID)
 @_json_option
 @click.pass_context
 def chain_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
@@ -91,7 +88,7 @@ def chain_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
 
 
 @cli.command("tree")
-@click.argument("interaction_id")
+@click.argument("interaction_id", type=INTERACTION_ID)
 @_json_option
 @click.pass_context
 def tree_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
@@ -127,21 +124,22 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 @cli.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "markdown"]), default="jsonl", show_default=True, help="jsonl re-imports losslessly; markdown is for reading.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
-@click.option("--conversation", "-c", help="Only this conversation.")
-@click.option("--since", help="Only interactions recorded on or after this date (YYYY-MM-DD).")
+@click.option("--conversation", "-c", type=INTERACTION_ID, help="Only the conversation this interaction (any turn of it, or an id prefix) belongs to.")
+@click.option("--since", type=DATE, help="Only interactions recorded on or after this date (YYYY-MM-DD, or an age like 30d).")
 @click.pass_context
-def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: str | None, since: str | None) -> None:
+def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: str | None, since: datetime | None) -> None:
     """Stream the archive as JSONL or Markdown."""
     from ..archive import export_jsonl, export_markdown
 
     store = open_store(ctx)
+    conversation = _conversation(store, conversation)  # before the output file is created
     binary = fmt == "jsonl"
     out = open(output, "wb" if binary else "w", encoding=None if binary else "utf-8") if output else (
         sys.stdout.buffer if binary else sys.stdout
     )
     try:
         fn = export_jsonl if binary else export_markdown
-        n = fn(store, out, conversation=conversation, since=_since(since))  # type: ignore[arg-type]
+        n = fn(store, out, conversation=conversation, since=since)  # type: ignore[arg-type]
     finally:
         if output:
             out.close()
@@ -165,7 +163,7 @@ def import_cmd(ctx: click.Context, file: str, on_conflict: str) -> None:
     source = sys.stdin.buffer if file == "-" else file  # one pass: stdin streams straight in
     result = import_jsonl(open_store(ctx), source, on_conflict=on_conflict)
     replaced = f", {result.replaced} replaced" if result.replaced else ""
-    click.echo(f"imported {result.added} interactions ({result.skipped} already stored{replaced}, {result.runs} replay runs) from {result.lines} lines")
+    click.echo(f"imported {result.added} interactions ({result.skipped} already stored{replaced}, {result.runs} replay runs) from {result.lines} lines", err=True)
     if result.conflicts:
         more = ", …" if result.conflicts > len(result.conflict_ids) else ""
         kept = "took the file's version" if on_conflict == "replace" else "kept the stored version (--on-conflict replace takes the file's)"
@@ -185,4 +183,4 @@ def db_group() -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Apply the schema migrations (also done automatically when a store opens)."""
     rev = open_store(ctx).upgrade()
-    click.echo(f"schema at revision {rev}")
+    click.echo(f"schema at revision {rev}", err=True)

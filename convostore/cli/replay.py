@@ -10,6 +10,7 @@ import click
 import orjson
 
 from . import cli, open_store
+from .params import INTERACTION_ID
 
 
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def _since(value: str) -> datetime:
 
 
 @cli.command("replay")
-@click.argument("ids", nargs=-1)
+@click.argument("ids", nargs=-1, type=INTERACTION_ID)
 @click.option("--model", "-m", help="Target model to replay on (required unless --resume).")
 @click.option("--mode", type=click.Choice(["forced", "free"]), default="forced", show_default=True, help="forced: original history at every turn; free: the target builds its own.")
 @click.option("--concurrency", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Turns or conversations in flight at once.")
@@ -97,10 +98,10 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command("compare")
-@click.argument("refs", nargs=-1)
+@click.argument("refs", nargs=-1, type=INTERACTION_ID)
 @click.option("--source-model", metavar="MODEL", help="Pick the runs that replayed conversations of this original model.")
 @click.option("--since", help="Pick the runs started on or after this date (YYYY-MM-DD).")
-@click.option("--conversation", metavar="ID", help="Show this conversation (any interaction of it) turn by turn.")
+@click.option("--conversation", "-c", type=INTERACTION_ID, metavar="ID", help="Show this conversation (any interaction of it) turn by turn.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "html"]), default="table", show_default=True, help="Output format; html is one self-contained file.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="A price table (JSON, as convostore/data/prices.json) over the shipped one; default $CONVOSTORE_PRICES.")

@@ -137,9 +137,9 @@ class Recorder:
         if self.strict and call is not None:
             call.failures.append(exc)
         elif self.strict:
-            log.error("convostore: recording failed: %s", exc, exc_info=exc)
+            log.error("recording failed: %s", exc, exc_info=exc)
         else:
-            log.warning("convostore: recording failed, the call goes on unrecorded: %s", exc)
+            log.warning("recording failed, the call goes on unrecorded: %s", exc)
 
     def raise_failures(self, call: Call) -> None:
         """``strict=True``: re-raise the first store failure of a finished call."""
@@ -150,7 +150,7 @@ class Recorder:
 
             if isinstance(exc, StoreError):
                 raise exc
-            raise StoreError(f"convostore: recording failed: {exc}") from exc
+            raise StoreError(f"recording failed: {exc}") from exc
 
     # --- rows -----------------------------------------------------------------------------
 
@@ -338,9 +338,9 @@ class Recorder:
             self._save(row)
         except Exception as store_exc:  # noqa: BLE001
             if self.strict:
-                log.error("convostore: could not record a failed attempt: %s", store_exc)
+                log.error("could not record a failed attempt: %s", store_exc)
             else:
-                log.warning("convostore: could not record a failed attempt: %s", store_exc)
+                log.warning("could not record a failed attempt: %s", store_exc)
 
 
 #: SDK call options that are not part of the request body.

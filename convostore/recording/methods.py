@@ -134,7 +134,7 @@ def _rebuild(rec: Recorder, call: Call, kwargs: dict[str, Any], prev: str, fmt: 
         turns: Any = len(rec.store.chain(prev))
     except Exception:  # noqa: BLE001 - only for the log line
         turns = "?"
-    log.info("convostore: chain %s rebuilt from %s stored turns (%s)", prev, turns, why)
+    log.info("chain %s rebuilt from %s stored turns (%s)", prev, turns, why)
     return rebuilt
 
 

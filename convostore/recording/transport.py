@@ -181,7 +181,7 @@ def _observe(
                 ctx,
             )
         except Exception:  # the recorder handles its own errors; this is the last guard
-            log.warning("convostore: could not record a streamed exchange", exc_info=True)
+            log.warning("could not record a streamed exchange", exc_info=True)
 
     response.stream = (async_tee if is_async else sync_tee)(response.stream, done)
 
@@ -223,7 +223,7 @@ def attach(
             try:
                 _observe(observe, ctx, request, response, kind, body, started, True)
             except Exception:
-                log.warning("convostore: could not observe an exchange", exc_info=True)
+                log.warning("could not observe an exchange", exc_info=True)
             return response
 
     else:
@@ -240,7 +240,7 @@ def attach(
             try:
                 _observe(observe, ctx, request, response, kind, body, started, False)
             except Exception:
-                log.warning("convostore: could not observe an exchange", exc_info=True)
+                log.warning("could not observe an exchange", exc_info=True)
             return response
 
     http_client.send = send

@@ -8,7 +8,10 @@ created with mode 0600: it holds whole conversations. PostgreSQL through psycopg
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +76,48 @@ def resolve_url(url: str | os.PathLike[str] | None) -> str:
     if "://" not in url:
         if url.strip() in ("", ":memory:") or url.startswith("file::memory:"):
             raise StoreError(f"{url!r} is not a file path: an in-memory archive {_NO_ARCHIVE}")
-        path = Path(url).expanduser()
+        try:
+            path = Path(url).expanduser()
+        except RuntimeError as exc:  # ~user that does not exist
+            raise StoreError(f"cannot expand {url!r}: {exc} (give an absolute path)") from None
         return f"sqlite:///{path.resolve()}"
     refuse_memory(url)
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - parses the port: '[::1:5432' fails here, not deep in the driver
+    except (ValueError, ArgumentError) as exc:
+        raise StoreError(f"not a database URL: {_masked(url)!r} ({exc}); use a file path, sqlite:///PATH or postgresql://user@host/db") from None
     return url
+
+
+def _masked(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def archive_path(url: str | os.PathLike[str] | None) -> Path | None:
+    """The SQLite file an archive URL or path names, or None (a server database, or ``:memory:``)."""
+    resolved = resolve_url(url)
+    return _sqlite_file(resolved) if resolved.startswith("sqlite") else None
+
+
+def require_archive(url: str | os.PathLike[str] | None) -> None:
+    """Refuse a SQLite path where no archive exists, so reading never creates one.
+
+    Only commands that record, import, upgrade or run the demo create an archive; a
+    mistyped path for anything else is an error, not a new empty archive.
+    """
+    path = archive_path(url)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        raise StoreError(f"no archive at {path} (recording, `convostore import` or `convostore db upgrade` creates one)")
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -170,14 +207,33 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Apply every migration up to head (idempotent)."""
-    from alembic import command
-    from alembic.config import Config
+    with _quiet_alembic():  # importing alembic logs its plugins too
+        from alembic import command
+        from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's ~11 INFO lines per new archive stay out of an app's INFO logging.
+
+    Only when the app left the ``alembic`` logger's level unset: one who configured it
+    asked for those lines.
+    """
+    logger = logging.getLogger("alembic")
+    if logger.level != logging.NOTSET:
+        yield
+        return
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(logging.NOTSET)
 
 
 def alembic_config(connection: Any) -> Any:
