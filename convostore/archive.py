@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from . import wire
+from . import markdown
 from .errors import ConvostoreError, ImportConflictError, ImportFieldError, ImportFormatError, WireFormatError
 from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
@@ -100,24 +101,26 @@ def export_markdown(
     for row in _rows(store, conversation, since):
         if row.conversation_id != current:
             current = row.conversation_id
-            out.write(f"\n## Conversation {current}\n\n")
+            out.write(f"\n## Conversation {markdown.inline(str(current))}\n\n")
         when = f"{row.recorded_at:%Y-%m-%d %H:%M:%S}" if row.recorded_at else ""
         who = row.model or row.agent or "?"
-        out.write(f"### {when} · {who} · `{row.id}`\n\n")
-        link = f"{row.link} from `{row.parent_id}`" if row.parent_id else (row.link or "root")
-        out.write(f"_{row.status} · {link} · server state {row.server_state}_\n\n")
+        out.write(f"### {when} · {markdown.inline(who)} · {markdown.code(row.id)}\n\n")
+        link = f"{markdown.inline(row.link or '')} from {markdown.code(row.parent_id)}" if row.parent_id else markdown.inline(row.link or "root")
+        out.write(f"_{markdown.inline(str(row.status))} · {link} · server state {markdown.inline(str(row.server_state))}_\n\n")
         if row.input_text:
-            out.write("**user:** " + row.input_text.replace("\n", "  \n") + "\n\n")
+            out.write("**user:** " + markdown.block(row.input_text) + "\n\n")
         for step in row.input_steps:
             if step.get("type") == "function_result":
-                out.write(f"**function result** `{step.get('name') or step.get('call_id')}`: `{orjson.dumps(step.get('result')).decode()}`\n\n")
+                name = str(step.get("name") or step.get("call_id"))
+                out.write(f"**function result** {markdown.code(name)}: {markdown.code(orjson.dumps(step.get('result')).decode())}\n\n")
         for step in row.output_steps:
             if step.get("type") == "function_call":
-                out.write(f"**function call** `{step.get('name')}({orjson.dumps(step.get('arguments')).decode()})`\n\n")
+                call = f"{step.get('name')}({orjson.dumps(step.get('arguments')).decode()})"
+                out.write(f"**function call** {markdown.code(call)}\n\n")
         if row.output_text:
-            out.write(f"**{who}:** " + row.output_text.replace("\n", "  \n") + "\n\n")
+            out.write(f"**{markdown.inline(who)}:** " + markdown.block(row.output_text) + "\n\n")
         if row.error:
-            out.write(f"**error:** {row.error.get('message')}\n\n")
+            out.write(f"**error:** {markdown.block(str(row.error.get('message')))}\n\n")
         n += 1
     return n
 

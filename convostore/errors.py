@@ -11,6 +11,14 @@ class NotFoundError(ConvostoreError, LookupError):
     """An id that is not in the store."""
 
 
+class AmbiguousIdError(NotFoundError):
+    """An id prefix that names more than one interaction (or is too short to trust); lists candidates."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        self.candidates = candidates
+        super().__init__(message)
+
+
 class ChainCycleError(ConvostoreError):
     """Parent links that loop: the chain cannot be walked to a root."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -122,3 +123,16 @@ client.interactions.create(model="gemini-2.5-flash", input="again", previous_int
     assert proc.returncode == 0, proc.stderr
     assert "alembic" not in proc.stdout
     assert "convostore: chain" in proc.stdout and "convostore: convostore:" not in proc.stdout
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(seeded):
+    db, t1, t2, _ = seeded
+    result = CliRunner().invoke(cli, ["--db", db, "show", "v1_"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.stderr.strip()
+    assert line.startswith("Error: 'v1_' matches more than one interaction") and "\n" not in line
+    stored = {row.id for row in convostore.Store(db).list(limit=None)}
+    named = set(re.findall(r"v1_[\w-]{20,}", line))
+    assert len(named) == 5 and named <= stored and line.rstrip().endswith("…; give more of the id")
+    assert _ok(CliRunner().invoke(cli, ["--db", db, "show", t2[:12], "--json"])).stdout
+    assert orjson.loads(_ok(CliRunner().invoke(cli, ["--db", db, "show", t2[:12], "--json"])).stdout)["id"] == t2

@@ -235,7 +235,7 @@ def test_cli_on_conflict(tmp_path):
     res = runner.invoke(cli, ["--db", db, "import", "--on-conflict", "fail", str(second)])
     assert res.exit_code == 1 and "1 id already stored with different content (v1_a)" in res.stderr
     res = runner.invoke(cli, ["--db", db, "import", "--on-conflict", "replace", str(second)])
-    assert res.exit_code == 0 and "1 replaced" in res.stdout
+    assert res.exit_code == 0 and "1 replaced" in res.stderr
     assert Store(db).get("v1_a").output_text == "CHANGED"
 
 
@@ -281,6 +281,6 @@ def test_an_in_memory_database_is_refused_everywhere(url, tmp_path, monkeypatch)
     runner = CliRunner()
     for args in (["import", str(dump)], ["db", "upgrade"], ["list"]):
         res = runner.invoke(cli, ["--db", url, *args])
-        assert res.exit_code == 1 and "imported" not in res.stdout, args
+        assert res.exit_code == 1 and "imported" not in res.output, args
         assert len(res.stderr.splitlines()) == 1 and "in-memory archive keeps nothing" in res.stderr
     assert list(tmp_path.iterdir()) == [dump]  # no file named ':memory:'

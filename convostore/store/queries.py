@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy import and_, bindparam, func, select, text
 
 from .. import wire
-from ..errors import ChainCycleError, NotFoundError
+from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError
 from .base import StoreBase
 from .rows import (
     M,
@@ -28,6 +28,13 @@ from .rows import (
     _TYPED,
     _utc,
 )
+
+#: A unique prefix this long (or longer) stands for the whole id.
+MIN_PREFIX = 6
+#: Prefixes are looked up only up to this length (ids are shorter; LIKE has limits).
+MAX_PREFIX = 256
+#: How many matching ids an ambiguous prefix's error names.
+CANDIDATES = 5
 
 # Ancestors of :id. UNION (not UNION ALL) stops on a row already seen, so a cycle
 # ends the recursion instead of looping; _order_chain then reports it.
@@ -90,17 +97,27 @@ class Queries(StoreBase):
         return row
 
     def get(self, interaction_id: str) -> Row:
-        """One interaction by id, or by a unique id prefix."""
+        """One interaction by id, or by a unique id prefix of at least MIN_PREFIX characters.
+
+        A prefix that matches several interactions, or a shorter one that matches any,
+        raises ``AmbiguousIdError`` naming up to ``CANDIDATES`` of them, so a person can
+        pick one instead of reading "no interaction".
+        """
         with self._connect() as conn:
             r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == interaction_id)).first()
-            if r is None and len(interaction_id) >= 6:
-                found = conn.execute(
-                    select(*_SELECT_COLUMNS).where(T.c.id.startswith(interaction_id, autoescape=True)).limit(2)
-                ).all()
-                if len(found) == 1:
-                    r = found[0]
-                elif len(found) > 1:
-                    raise NotFoundError(f"{interaction_id!r} matches more than one interaction; give more of the id")
+            if r is None and 0 < len(interaction_id) <= MAX_PREFIX:
+                ids = list(conn.execute(
+                    select(T.c.id).where(T.c.id.startswith(interaction_id, autoescape=True)).order_by(T.c.id).limit(CANDIDATES + 1)
+                ).scalars())
+                if len(ids) == 1 and len(interaction_id) >= MIN_PREFIX:
+                    r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == ids[0])).first()
+                elif ids:
+                    more = ", …" if len(ids) > CANDIDATES else ""
+                    what = "more than one interaction" if len(ids) > 1 else f"an interaction, but a prefix needs {MIN_PREFIX} characters"
+                    raise AmbiguousIdError(
+                        f"{interaction_id!r} matches {what}: {', '.join(ids[:CANDIDATES])}{more}; give more of the id",
+                        ids[:CANDIDATES],
+                    )
         if r is None:
             raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
         return self._row(r)
