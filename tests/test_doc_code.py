@@ -67,3 +67,16 @@ def test_example_scripts_run(script, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_every_environment_variable_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Environment variables" in readme
+    table = readme.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    used = {"GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"}
+    for folder in ("convostore", "tests", "examples", "bench", ".ci"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".py", "") and "__pycache__" not in path.parts:
+                used |= set(re.findall(r"\bCONVOSTORE_[A-Z0-9_]+", path.read_text(encoding="utf-8", errors="replace")))
+    missing = sorted(name for name in used if f"`{name}`" not in table)
+    assert not missing, f"README's environment table lacks {missing}"
