@@ -189,7 +189,7 @@ def _state(store):
     fts = None
     if store.dialect == "sqlite":
         with store.engine.connect() as conn:
-            fts = conn.exec_driver_sql("SELECT last_rowid FROM interaction_fts_state").scalar()
+            fts = conn.exec_driver_sql("SELECT count(*) FROM interaction_fts_docsize").scalar()
     return sorted(r.id for r in store.iter_all()), [r.id for r in store.list_runs()], fts
 
 

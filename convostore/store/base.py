@@ -35,7 +35,7 @@ class StoreBase:
         self._links: dict[str, _LinkRow] = {}  # id -> what _link needs of it, for rows saved here
         self._engine: Engine | None = _engine.create(self.url)
         try:
-            with self._engine.connect() as conn:
+            with _engine.reader(self._engine).connect() as conn:  # opening reads: no write lock
                 conn.execute(text("SELECT 1"))
             if migrate and _engine.current_revision(self._engine) != _engine.SCHEMA_HEAD:
                 _engine.upgrade(self._engine)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from ..errors import StoreError
 
 #: The newest migration. A test checks it against migrations/versions.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 #: Page size of new SQLite files.
@@ -196,8 +196,8 @@ def migrations_dir() -> Path:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's schema revision, or None for an empty database."""
-    with engine.connect() as conn:
+    """The database's schema revision, or None for an empty database (a read: no write lock)."""
+    with reader(engine).connect() as conn:
         try:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except SQLAlchemyError:

@@ -300,7 +300,7 @@ class Queries(StoreBase):
             return []
         cols = ", ".join(f"i.{c}" for c in T.c.keys())
         if self.dialect == "sqlite":
-            self._catch_up_search()
+            # A pure read: triggers keep interaction_fts current as rows are written (0003).
             match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
             sql = text(
                 f"SELECT {cols} FROM interaction_fts f JOIN interaction i ON i.rowid = f.rowid "
@@ -315,19 +315,6 @@ class Queries(StoreBase):
             params = {"q": " ".join(words), "limit": limit}
         with self._connect() as conn:
             return [self._row(r) for r in conn.execute(sql.columns(*_TYPED), params).all()]
-
-    def _catch_up_search(self) -> None:
-        """Index the rows recorded since the last search (SQLite keeps FTS off the hot path)."""
-        with self._begin() as conn:
-            last = conn.exec_driver_sql("SELECT last_rowid FROM interaction_fts_state WHERE id = 1").scalar() or 0
-            top = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM interaction").scalar() or 0
-            if top > last:
-                conn.exec_driver_sql(
-                    "INSERT INTO interaction_fts(rowid, input_text, output_text) "
-                    "SELECT rowid, input_text, output_text FROM interaction WHERE rowid > ? AND rowid <= ?",
-                    (last, top),
-                )
-                conn.exec_driver_sql("UPDATE interaction_fts_state SET last_rowid = ? WHERE id = 1", (top,))
 
     def stats(self) -> dict[str, Any]:
         """Counts by model, status and server state; tokens; conversations."""
