@@ -8,13 +8,15 @@ lossless, and lines from the retired 1.x schema (``outputs``, ``{role, content}`
 turns) normalize into the same steps. Both directions stream: constant memory.
 
 Import is all-or-nothing and idempotent: a malformed line aborts with its line number
-and leaves the database as it was; importing the same file twice adds nothing. It reads
-the file once, in one transaction; parent links that would loop are refused in SQL
-before COMMIT (``Writer.check_chains``).
+and the field's path (``line_format``) and leaves the database as it was; importing the
+same file twice adds nothing. It reads the file once; parent links that would loop are
+refused in SQL before the last COMMIT (``Writer.check_chains``). On SQLite it commits
+in bounded batches and undoes them from ``store.journal`` if it fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import os
@@ -24,12 +26,15 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy import bindparam, delete, select
 
 from . import wire
 from . import markdown
 from .errors import ConvostoreError, ImportConflictError, ImportFieldError, ImportFormatError, WireFormatError
 from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
+from .store.journal import Journal
+from .store.models import Interaction
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Row, Store, Writer
@@ -178,7 +183,8 @@ def _row(obj: dict[str, Any], lineno: int, retention: Any) -> dict[str, Any]:
             hop_index=int(meta.get("hop_index") or 0),
             partial=bool(meta.get("partial", False)),
             retention=retention,
-            extra={k: v for k, v in meta.items() if k not in ("latency_ms", "stream", "error", "hop_index", "partial")},
+            # null means "not given": the derived value stands (recorded_at: the response's created).
+            extra={k: v for k, v in meta.items() if v is not None and k not in ("latency_ms", "stream", "error", "hop_index", "partial")},
         )
     except WireFormatError as exc:
         where = "request.input" if "input" in request else "response"
@@ -216,33 +222,117 @@ def _stored_equal(key: str, stored: Any, value: Any) -> bool:
     return bool(stored == value)
 
 
-class _Conflicts:
-    """Finds, per batch, the rows whose id is already stored (or came earlier in the
-    file) and decides by ``on_conflict``; identical content is simply already stored."""
+_STORED_KEYS = ("request", "response", "api_version", *META_FIELDS)
+_STORED_COLUMNS = {"request": "request_json", "response": "response_json"}
 
-    def __init__(self, writer: "Writer", on_conflict: str, result: ImportResult) -> None:
-        if on_conflict not in ON_CONFLICT:
-            raise ConvostoreError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
-        self.w = writer
+
+def _stored_content(w: "Writer", ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored values (raw JSON text for JSON columns) of those ``ids`` that are
+    stored, read inside the writer's transaction (so rows this import wrote count)."""
+    t = Interaction.__table__
+    cols = [t.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
+    q = select(t.c.id, *cols).where(t.c.id.in_(bindparam("ids", expanding=True)))
+    return {r[0]: dict(zip(_STORED_KEYS, r[1:])) for r in w.conn.execute(q, {"ids": ids})}
+
+
+def _delete(w: "Writer", ids: list[str]) -> None:
+    """Delete stored rows the file replaces (their replacements are inserted as new)."""
+    t = Interaction.__table__
+    w.conn.execute(delete(t).where(t.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})
+    if w.store.dialect != "sqlite":  # the chain check's record of this import's rows
+        w.conn.exec_driver_sql("DELETE FROM convostore_new_rows WHERE id = ANY(%s)", (ids,))
+
+
+@dataclass
+class _Chunk:
+    """Lines written together: a batch of rows, or one replay run."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[tuple[str, ...]] = field(default_factory=list)
+    run: dict[str, Any] | None = None
+
+
+def _chunks(fh: IO[bytes], retention: Any, result: ImportResult) -> Iterator[_Chunk]:
+    """The file's lines, checked and built into rows, in batches of up to ``BATCH``.
+
+    A row whose link is not in its ``meta`` (retired-schema or hand-made lines) is
+    linked against what is stored, so it starts a new batch: the rows before it are
+    written first.
+    """
+    chunk = _Chunk()
+    for lineno, raw in enumerate(fh, 1):
+        obj = _parse(raw, lineno)
+        if obj is None:
+            continue
+        result.lines += 1
+        if obj.get("kind") == "replay_run":
+            if chunk.rows:
+                yield chunk
+                chunk = _Chunk()
+            yield _Chunk(run=obj["run"])
+            continue
+        row = _row(obj, lineno, retention)
+        if chunk.rows and not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
+            yield chunk
+            chunk = _Chunk()
+        chunk.rows.append(row)
+        chunk.keys.append(_compared(obj))
+        if len(chunk.rows) >= BATCH:
+            yield chunk
+            chunk = _Chunk()
+    if chunk.rows:
+        yield chunk
+
+
+class _Importer:
+    """Writes chunks through a ``Writer``: finds the rows whose id is already stored (or
+    came earlier in the file) and decides by ``on_conflict``; identical content is
+    simply already stored. With a journal (SQLite), what each batch adds or replaces
+    is recorded so the import can be undone."""
+
+    def __init__(self, store: "Store", on_conflict: str, result: ImportResult, journal: Journal | None) -> None:
+        self.store = store
         self.policy = on_conflict
         self.result = result
+        self.journal = journal
+
+    def write(self, w: "Writer", chunk: _Chunk) -> None:
+        result = self.result
+        if chunk.run is not None:
+            added = w.save_run(chunk.run)
+            result.runs += added
+            if added and self.journal is not None:
+                self.journal.run(w, chunk.run["id"])
+            return
+        replaced = result.replaced
+        fresh = self._resolve(w, chunk.rows, chunk.keys)
+        if self.journal is not None:
+            self.journal.mark(w)
+        added = w.save_many(fresh)
+        result.added += added - (result.replaced - replaced)
+        result.skipped += len(fresh) - added
+
+    def end(self) -> None:
+        """Before the last COMMIT: a conflict under ``fail`` takes the whole import back."""
+        if self.result.conflicts and self.policy == "fail":
+            raise ImportConflictError(self.result.conflicts, self.result.conflict_ids)
 
     def _conflict(self, iid: str) -> None:
         self.result.conflicts += 1
         if len(self.result.conflict_ids) < SHOWN_IDS:
             self.result.conflict_ids.append(iid)
 
-    def resolve(self, rows: list[dict[str, Any]], keys: list[tuple[str, ...]]) -> list[dict[str, Any]]:
-        """The rows to insert; ids to replace are deleted first (``replace``)."""
-        stored = _stored_content(self.w, [r["id"] for r in rows])
-        out: list[dict[str, Any] | None] = []
+    def _resolve(self, w: "Writer", rows: list[dict[str, Any]], keys: list[tuple[str, ...]]) -> list[dict[str, Any]]:
+        """The rows to insert; stored rows to replace are deleted first (``replace``)."""
+        stored = _stored_content(w, [r["id"] for r in rows])
+        out: list[dict[str, Any]] = []
         at: dict[str, int] = {}
         replace: list[str] = []
         for row, compared in zip(rows, keys):
             iid = row["id"]
             if iid in at:
                 earlier = out[at[iid]]
-                same = earlier is not None and all(earlier.get(k) == row.get(k) for k in compared)
+                same = all(earlier.get(k) == row.get(k) for k in compared)
             elif iid in stored:
                 same = all(_stored_equal(k, stored[iid][k], row.get(k)) for k in compared)
             else:
@@ -264,37 +354,33 @@ class _Conflicts:
                 out.append(row)
                 replace.append(iid)
         if replace:
-            _delete(self.w, replace)
-        return [r for r in out if r is not None]
+            if self.journal is not None:
+                self.journal.replaced(w, self._undo_lines(w, replace))
+            _delete(w, replace)
+        return out
+
+    def _undo_lines(self, w: "Writer", ids: list[str]) -> list[bytes]:
+        """Export lines of the rows about to be replaced that were stored before this
+        import began (rows it wrote itself simply go with its own rowid ranges)."""
+        assert self.journal is not None
+        older = w.conn.exec_driver_sql(
+            "SELECT id FROM interaction WHERE id IN (SELECT value FROM json_each(?)) AND rowid <= ?",
+            (orjson.dumps(ids).decode(), self.journal.base),
+        ).scalars()
+        return [orjson.dumps(_line(self.store.get(iid)), default=str) for iid in older]
 
 
-_STORED_KEYS = ("request", "response", "api_version", *META_FIELDS)
-_STORED_COLUMNS = {"request": "request_json", "response": "response_json"}
+def _restorer(store: "Store") -> Any:
+    """Re-inserts rows from their export lines (an undo of ``replace``)."""
+    retention = retention_delta(store.retention)
 
+    def restore(w: "Writer", lines: list[bytes]) -> None:
+        for raw in lines:
+            obj = _parse(raw, 0)
+            if obj is not None:
+                w.save_many([_row(obj, 0, retention)])
 
-def _stored_content(w: "Writer", ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored values (raw JSON text for JSON columns) of those ``ids`` that are
-    stored, read inside the writer's transaction (so rows this import wrote count)."""
-    from sqlalchemy import bindparam, select
-
-    from .store.models import Interaction
-
-    t = Interaction.__table__
-    cols = [t.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
-    q = select(t.c.id, *cols).where(t.c.id.in_(bindparam("ids", expanding=True)))
-    return {r[0]: dict(zip(_STORED_KEYS, r[1:])) for r in w.conn.execute(q, {"ids": ids})}
-
-
-def _delete(w: "Writer", ids: list[str]) -> None:
-    """Delete stored rows the file replaces (their replacements are inserted as new)."""
-    from sqlalchemy import bindparam, delete
-
-    from .store.models import Interaction
-
-    t = Interaction.__table__
-    w.conn.execute(delete(t).where(t.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})
-    if w.store.dialect != "sqlite":  # the chain check's record of this import's rows
-        w.conn.exec_driver_sql("DELETE FROM convostore_new_rows WHERE id = ANY(%s)", (ids,))
+    return restore
 
 
 def import_jsonl(
@@ -303,16 +389,20 @@ def import_jsonl(
     """Import a JSONL export, all or nothing; ids already stored with the same content
     are skipped (so importing twice adds nothing).
 
-    One pass, one transaction: each line is checked against ``line_format`` and
-    written in batches; a bad line raises ``ImportFieldError`` (line and field) before
-    COMMIT, so nothing lands, and the parent links of the new rows are checked for
-    loops in SQL before COMMIT too (``ChainCycleError``).
+    One pass: each line is checked against ``line_format`` and written in batches; a
+    bad line raises ``ImportFieldError`` (line and field), and parent links of the new
+    rows that would loop raise ``ChainCycleError``; either way the archive is left as
+    it was. On PostgreSQL the import is one transaction. On SQLite each batch commits
+    (a recorder never waits long behind an import) and ``store.journal`` undoes the
+    committed batches on failure, so rows become visible as they land.
 
     An id already stored (or earlier in the file) with *different* content is a
     conflict, counted in the result with its first ids; ``on_conflict`` chooses:
     ``skip`` keeps the stored row, ``fail`` raises ``ImportConflictError`` after
     reading the whole file (nothing lands), ``replace`` takes the file's row.
     """
+    if on_conflict not in ON_CONFLICT:
+        raise ConvostoreError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
     retention = retention_delta(store.retention)
     fh, owned = _open(source)
     result = ImportResult()
@@ -321,42 +411,38 @@ def import_jsonl(
     paused = gc.isenabled()
     gc.disable()
     try:
-        with store.writer(check_chains=True) as w:
-            conflicts = _Conflicts(w, on_conflict, result)
-            batch: list[dict[str, Any]] = []
-            keys: list[tuple[str, ...]] = []
-
-            def flush() -> None:
-                replaced = result.replaced
-                fresh = conflicts.resolve(batch, keys)
-                added = w.save_many(fresh)
-                result.added += added - (result.replaced - replaced)
-                result.skipped += len(fresh) - added
-                batch.clear()
-                keys.clear()
-
-            for lineno, raw in enumerate(fh, 1):
-                obj = _parse(raw, lineno)
-                if obj is None:
-                    continue
-                result.lines += 1
-                if obj.get("kind") == "replay_run":
-                    result.runs += w.save_run(obj["run"])
-                    continue
-                row = _row(obj, lineno, retention)
-                if not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
-                    # Linked by parent or by content: the rows before it must be stored first.
-                    flush()
-                batch.append(row)
-                keys.append(_compared(obj))
-                if len(batch) >= BATCH:
-                    flush()
-            flush()
-            if result.conflicts and on_conflict == "fail":
-                raise ImportConflictError(result.conflicts, result.conflict_ids)
+        if store.dialect == "sqlite":
+            _import_in_batches(store, _chunks(fh, retention, result), on_conflict, result)
+        else:
+            with store.writer(check_chains=True) as w:
+                importer = _Importer(store, on_conflict, result, None)
+                for chunk in _chunks(fh, retention, result):
+                    importer.write(w, chunk)
+                importer.end()
     finally:
         if paused:
             gc.enable()
         if owned:
             fh.close()
     return result
+
+
+def _import_in_batches(store: "Store", chunks: Iterator[_Chunk], on_conflict: str, result: ImportResult) -> None:
+    """SQLite: a transaction per batch, journalled; the chain check and the journal's
+    end in one last transaction; on any failure, the journal undoes what landed."""
+    restore = _restorer(store)
+    journal = Journal(store)
+    journal.start(restore)
+    importer = _Importer(store, on_conflict, result, journal)
+    try:
+        for chunk in chunks:  # the next lines are read and checked outside any transaction
+            with journal.batch() as w:
+                importer.write(w, chunk)
+        with store.writer(check_chains=True, since_rowid=journal.base) as w:
+            importer.end()
+            journal.finish(w)
+    except BaseException:
+        # If the undo itself fails (disk full), the journal stays and the next import undoes it.
+        with contextlib.suppress(Exception):
+            journal.undo(restore)
+        raise

@@ -90,3 +90,19 @@ class ReplayRun(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     finished_at: Optional[datetime] = Field(default=None, sa_column=_ts())
     summary: Optional[str] = Field(default=None, sa_type=Text)
+
+
+class ImportJournal(SQLModel, table=True):
+    """What a SQLite import has committed so far (it commits in bounded batches), so a
+    failed or killed import can be undone: ``job`` (its owner, ``host pid``), ``rows``
+    (a rowid range it inserted), ``run`` (a replay run it added), ``replaced`` (the
+    export line of a stored row it replaced). Empty unless an import is running."""
+
+    __tablename__ = "import_journal"
+
+    seq: Optional[int] = Field(default=None, primary_key=True)
+    import_id: str = Field(index=True)
+    kind: str
+    lo: Optional[int] = None
+    hi: Optional[int] = None
+    ref: Optional[str] = Field(default=None, sa_type=Text)

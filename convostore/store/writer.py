@@ -142,7 +142,7 @@ class Writer:
     close no loop of parent links.
     """
 
-    def __init__(self, store: Writes, conn: Connection, *, check_chains: bool = False) -> None:
+    def __init__(self, store: Writes, conn: Connection, *, check_chains: bool = False, since_rowid: int | None = None) -> None:
         self.store = store
         self.conn = conn
         self._cur: Any = None
@@ -150,7 +150,9 @@ class Writer:
         self._base = 0
         if check_chains:
             if store.dialect == "sqlite":
-                self._base = conn.exec_driver_sql(_SQL_TOP_ROWID).scalar() or 0
+                # An import committed in batches checks all of them at the end: rows past
+                # the top it saw when it started are its new rows.
+                self._base = since_rowid if since_rowid is not None else conn.exec_driver_sql(_SQL_TOP_ROWID).scalar() or 0
             else:
                 conn.exec_driver_sql(_PG_TRACK)
 
@@ -343,15 +345,16 @@ class Writes(Queries):
             raise StoreError(f"cannot save {row['id']} to {self.display_url}: {_reason(exc)}") from exc
 
     @contextmanager
-    def writer(self, *, check_chains: bool = False) -> Iterator["Writer"]:
+    def writer(self, *, check_chains: bool = False, since_rowid: int | None = None) -> Iterator["Writer"]:
         """One transaction for many saves (imports): all of them land, or none.
 
         ``check_chains``: before COMMIT, refuse (``ChainCycleError``, nothing written)
-        if the new rows' parent links loop.
+        if the new rows' parent links loop; ``since_rowid`` (SQLite) counts every row
+        past it as new, for an import whose batches were committed earlier.
         """
         try:
             with self._begin() as conn:
-                w = Writer(self, conn, check_chains=check_chains)
+                w = Writer(self, conn, check_chains=check_chains, since_rowid=since_rowid)
                 yield w
                 if check_chains:
                     w.check_chains()
