@@ -25,7 +25,7 @@ def _pg_admin():
     except psycopg.OperationalError as exc:
         if os.environ.get("CONVOSTORE_REQUIRE_PG"):
             pytest.fail(f"PostgreSQL is required (CONVOSTORE_REQUIRE_PG=1) but unreachable: {exc}")
-        pytest.skip(f"no PostgreSQL server: {exc}")
+        pytest.skip(f"no PostgreSQL server on {PG_BASE} ({exc}); start one (user postgres, trust, database test) or point CONVOSTORE_TEST_PG at yours; CONVOSTORE_REQUIRE_PG=1 makes this a failure, as in CI")
 
 
 def pg_url(schema: str) -> str:
