@@ -186,6 +186,7 @@ class _Replayer:
         backoff: float = 0.5,
         on_turn: Callable[[], None] | None = None,
         direct: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.client = client
@@ -194,6 +195,7 @@ class _Replayer:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.on_turn = on_turn
+        self.sleep = sleep
         self.lock = threading.Lock()
 
     # -- sending ------------------------------------------------------------
@@ -247,7 +249,7 @@ class _Replayer:
                 if delay is None:
                     delay = self.backoff * (2 ** (attempt - 1))
                 log.info("replay: %s, retrying in %.1fs", status or exc, delay)
-                time.sleep(min(delay, 60.0))
+                self.sleep(min(delay, 60.0))
 
     # -- one conversation ---------------------------------------------------
 
@@ -303,7 +305,7 @@ class _Replayer:
                 pending_call_ids = self._call_map(source, done[source.id])
                 outcomes.append(_Outcome(source.id, prev_replay, "skipped"))
                 continue
-            inputs = [self._remap_result(s, pending_call_ids) for s in turn.inputs]
+            inputs = [self._remap_result(s, pending_call_ids) for s in self._inputs(turn)]
             outcome, replayed = self._turn(
                 source, self._kwargs(source, inputs, prev_replay), self._annotations(head_id, source, prev_replay)
             )
@@ -335,7 +337,7 @@ class _Replayer:
                 links.landed(turn.index, done[source.id].id)
                 yield lambda sid=source.id, rid=done[source.id].id: [_Outcome(sid, rid, "skipped")]
                 continue
-            kwargs = self._kwargs(source, history + turn.inputs)
+            kwargs = self._kwargs(source, history + self._inputs(turn))
             annotations = self._annotations(head_id, source, None)
 
             def task(source: Any = source, kwargs: dict[str, Any] = kwargs, annotations: dict[str, Any] = annotations,
@@ -345,6 +347,13 @@ class _Replayer:
                 return [outcome]
 
             yield task
+
+    def _inputs(self, turn: _Turn) -> list[dict[str, Any]]:
+        """A turn's own input for the target: a thought step in it (a conversation begun
+        with a history) goes only back to the model that made it, as ``history`` does."""
+        if turn.source.model == self.run.model:
+            return turn.inputs
+        return [s for s in turn.inputs if s.get("type") != "thought"]
 
     @staticmethod
     def _call_map(source: Any, replayed: Any) -> dict[str, str]:
@@ -419,6 +428,7 @@ def replay(
     max_attempts: int = 6,
     backoff: float = 0.5,
     direct: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayRun:
     """Replay the chains ending at ``ids`` on ``model``; returns the stored run.
 
@@ -427,6 +437,9 @@ def replay(
     sends the stored wire JSON through the client's own connection instead of the
     SDK's ``create`` (see ``convostore.direct``: same URL, key and recording, a tenth
     of the CPU); it falls back to ``create`` for clients it cannot serve.
+    A 429/5xx is retried up to ``max_attempts`` times, after the server's
+    ``Retry-After`` when it gives one, else ``backoff`` doubling; ``sleep`` does the
+    waiting (a scheduler or a test passes its own clock).
     """
     if resume_run:
         run = _run_from_row(store.get_run(resume_run))
@@ -483,7 +496,7 @@ def replay(
     started = time.perf_counter()
     status = "completed"
     try:
-        worker = _Replayer(store, client, run, max_attempts=max_attempts, backoff=backoff, on_turn=tick, direct=direct)
+        worker = _Replayer(store, client, run, max_attempts=max_attempts, backoff=backoff, on_turn=tick, direct=direct, sleep=sleep)
         if run.mode == "forced":
             tasks: Iterator[Callable[[], list[_Outcome]]] = (
                 t for head in run.heads for t in worker.forced_turns(head, done)

@@ -1,0 +1,63 @@
+"""Model and user text is data, never markup: the reports escape it.
+
+A conversation whose user text holds a ``<script>`` (the sandbox's models echo it back,
+so the original and the replayed answers hold it too) is compared from the command
+line; the ``<script>`` must appear only escaped in the HTML report and in the Markdown.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+import convostore
+from convostore.cli import cli
+
+PAYLOAD = '<script>alert("owned")</script> & <img src=x onerror=alert(1)> a|b'
+SOURCE = "gemini-2.5-flash"
+TARGET = "gemini-2.5-pro"
+
+
+@pytest.fixture
+def compared(client, sqlite_store, sandbox, monkeypatch):
+    """The CLI and the conversation id, after one replay of a conversation carrying PAYLOAD."""
+    rc = convostore.record(client, store=sqlite_store)
+    t1 = rc.interactions.create(model=SOURCE, input="Hi, my name is Ada.")
+    t2 = rc.interactions.create(model=SOURCE, input=f"Please repeat {PAYLOAD}", previous_interaction_id=t1.id)
+    assert "<script>" in sqlite_store.get(t2.id).output_text  # the model echoed it
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", sandbox.base_url)
+    runner = CliRunner()
+    db = ["--db", sqlite_store.path]
+    res = runner.invoke(cli, [*db, "replay", t2.id, "--model", TARGET])
+    assert res.exit_code == 0, res.output
+    run = sqlite_store.list_runs()[0]
+    replayed = next(r for r in sqlite_store.list(replay_run_id=run.id) if r.source_id == t2.id)
+    assert "<script>" in replayed.output_text  # the replayed answer holds it too
+
+    def invoke(fmt: str) -> str:
+        res = runner.invoke(cli, [*db, "compare", t2.id, "--format", fmt])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    return invoke
+
+
+def test_html_report_escapes_original_and_replayed_text(compared):
+    page = compared("html")
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    # Escaped in the user cell, the original answer and the replayed answer (word diff).
+    assert page.count("&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt;") >= 3
+    cells = re.findall(r'<td class="(?:user|completed)">(.*?)</td>', page, re.S)
+    assert sum("&lt;script&gt;" in c for c in cells) == 3  # turn 2: user, original, replay
+
+
+def test_markdown_output_escapes_html_in_every_cell(compared):
+    md = compared("markdown")
+    assert "<script" not in md.lower() and "<img" not in md.lower()
+    row = next(line for line in md.splitlines() if line.startswith("| 2 |"))
+    assert row.count("&lt;script&gt;") == 3  # user, original, replay
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]
+    assert len(cells) == 4 and all(c.count("a\\|b") == 1 for c in cells[1:])  # a pipe in the text splits no cell
