@@ -13,8 +13,6 @@ Names are imported lazily so `import convostore` stays cheap for the CLI.
 
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -47,23 +45,6 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), attr)
     globals()[name] = value
     return value
-
-
-class _Package(types.ModuleType):
-    """Keeps ``convostore.history``/``replay``/``compare`` the functions.
-
-    Loading a submodule binds it onto its package under the same name, so without
-    this ``convostore.compare(...)`` (which loads ``convostore.replay``) would turn a
-    later ``convostore.replay(...)`` into "'module' object is not callable".
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

@@ -16,9 +16,7 @@ from google.genai import types
 import convostore
 from convostore import wire
 from convostore.archive import import_jsonl
-from convostore.compare import compare
-from convostore.history import history
-from convostore.replay import replay
+from convostore import compare, history, replay
 
 SOURCE = "gemini-2.5-flash"
 THINKING = "gemini-3-flash-preview"  # the sandbox's gemini-3 models emit signed thought steps
