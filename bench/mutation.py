@@ -396,7 +396,7 @@ def run_mutant(workdir: Path, mutant: Mutant, base: Baseline, original: bytes) -
         mutant.status = "uncovered"
         return
     budget = sum(base.durations.get(n, 1.0) for n in tests)
-    timeout = 20 + 3 * budget
+    timeout = 90 + 5 * budget  # generous: the machine is shared, and a slow pass is not a kill
     target = workdir / mutant.path
     target.write_bytes(mutant.apply(original))
     started = time.perf_counter()

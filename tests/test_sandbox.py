@@ -97,28 +97,37 @@ def test_expiry_on_demand_and_by_retention(client, sandbox):
     sandbox.expire(t.id)
     with pytest.raises(Exception):
         client.interactions.get(t.id)
-    with Sandbox(retention=0.2) as short:
+    with Sandbox(retention=3600) as short:  # aged on the sandbox's own clock: no sleeping
         c = make_client(short.base_url)
         t = c.interactions.create(model=MODEL, input="Hi")
-        c.interactions.get(t.id)
-        time.sleep(0.3)
+        short.advance(3599)
+        c.interactions.get(t.id)  # still within retention
+        t2 = c.interactions.create(model=MODEL, input="and again", previous_interaction_id=t.id)
+        short.advance(2)
         with pytest.raises(Exception) as err:
             c.interactions.create(model=MODEL, input="again", previous_interaction_id=t.id)
         assert "Invalid turn token" in str(err.value)
+        c.interactions.get(t2.id)  # counted from its own creation: 2 s old
+        c.close()
 
 
-def test_background_is_polled_to_completion_or_cancelled(client):
+def test_background_is_polled_to_completion_or_cancelled():
+    with Sandbox(background_delay=3600) as sandbox:  # background jobs run when settle() says
+        client = make_client(sandbox.base_url)
+        _background_completes_or_stays_cancelled(client, sandbox)
+        client.close()
+
+
+def _background_completes_or_stays_cancelled(client, sandbox):
     b = client.interactions.create(model=MODEL, input="my name is Ada", background=True)
     assert b.status == "in_progress"
-    for _ in range(50):
-        got = client.interactions.get(b.id)
-        if got.status == "completed":
-            break
-        time.sleep(0.05)
+    assert client.interactions.get(b.id).status == "in_progress"
+    sandbox.settle()  # the background job has run
+    got = client.interactions.get(b.id)
     assert got.status == "completed" and "Ada" in got.output_text
     b2 = client.interactions.create(model=MODEL, input="long task", background=True)
     assert client.interactions.cancel(b2.id).status == "cancelled"
-    time.sleep(0.3)
+    sandbox.settle()  # its job runs now, and must not complete a cancelled interaction
     assert client.interactions.get(b2.id).status == "cancelled"
 
 

@@ -48,6 +48,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        self.state.release()  # no handler thread left waiting at a hold() gate
         self._server.shutdown()
         self._server.server_close()
 
@@ -67,6 +68,32 @@ class Sandbox:
     def fail(self, status: int, count: int = 1, *, retry_after: float = 0) -> None:
         """Answer the next ``count`` requests with ``status`` (429 carries ``Retry-After``)."""
         self.state.fail(status, count, retry_after)
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox's clock forward: ``retention`` counts on it, so a test ages
+        interactions past retention at once instead of sleeping."""
+        self.state.advance(seconds)
+
+    def settle(self, timeout: float = 30) -> None:
+        """Finish every pending ``background=true`` interaction now (a cancelled one stays
+        cancelled): a test's deterministic stand-in for waiting ``background_delay``."""
+        if not self.state.settle(timeout):
+            raise TimeoutError(f"background work still running after {timeout}s")
+
+    def hold(self, after: int = 0) -> None:
+        """Answer ``after`` more creates, then keep each later create waiting until
+        ``release()``: a test can stop a client at an exact turn (``held`` counts them)."""
+        self.state.hold(after)
+
+    def release(self) -> None:
+        """Let every held create through, and stop holding."""
+        self.state.release()
+
+    @property
+    def held(self) -> int:
+        """How many creates have waited at the ``hold`` gate so far."""
+        with self.state.lock:
+            return self.state.held
 
     @property
     def requests(self) -> list[dict[str, Any]]:

@@ -99,6 +99,53 @@ class SandboxState:
         self.signatures: dict[str, str] = {}  # signature -> model that issued it
         self.failures: list[tuple[int, float]] = []
         self.event_ids = itertools.count(1)
+        self.clock_offset = 0.0  # advance(): retention is judged on this clock, not the wall
+        self.timers: list[tuple[threading.Timer, str]] = []
+        self.gate_after: int | None = None  # hold(): creates past this count wait for release()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.held = 0
+
+    def now(self) -> float:
+        """The sandbox's clock: monotonic time plus whatever ``advance`` added."""
+        return time.monotonic() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += seconds
+
+    def hold(self, after: int) -> None:
+        with self.lock:
+            self.gate_after = after
+            self.gate.clear()
+
+    def release(self) -> None:
+        with self.lock:
+            self.gate_after = None
+            self.gate.set()
+
+    def wait_at_gate(self) -> None:
+        """Called per create: past the ``hold`` count, wait until ``release``."""
+        with self.lock:
+            if self.gate_after is None:
+                return
+            if self.gate_after > 0:
+                self.gate_after -= 1
+                return
+            self.held += 1
+        self.gate.wait()
+
+    def settle(self, timeout: float) -> bool:
+        """Run every pending background job now (and wait for any already running);
+        False if one is still running at ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            timers, self.timers = self.timers, []
+        for timer, interaction_id in timers:
+            timer.cancel()
+            timer.join(max(0.0, deadline - time.monotonic()))
+            self._finish_background(interaction_id)  # a no-op once finished or cancelled
+        return not any(t.is_alive() for t, _ in timers)
 
     # -- lookups ------------------------------------------------------------
 
@@ -107,7 +154,7 @@ class SandboxState:
             item = self.interactions.get(interaction_id)
             if item is None or item.expired or item.deleted:
                 return None
-            if self.retention is not None and time.monotonic() - item.stored_at > self.retention:
+            if self.retention is not None and self.now() - item.stored_at > self.retention:
                 item.expired = True
                 return None
             return item
@@ -179,6 +226,7 @@ class SandboxState:
                     self.signatures[step["signature"]] = name
         now = _now()
         item = Stored(
+            stored_at=self.now(),
             id=_new_id(), model=model, agent=agent, status=status, context=context, input_steps=new_input,
             output_steps=output, created=now, updated=now, usage=models.usage(context, output),
             previous_interaction_id=prev_id, api_version=api_version,
@@ -198,6 +246,8 @@ class SandboxState:
             # Started once the item is stored: with a zero delay the timer could run first.
             timer = threading.Timer(self.background_delay, self._finish_background, args=(item.id,))
             timer.daemon = True
+            with self.lock:
+                self.timers.append((timer, item.id))  # settle() runs it early
             timer.start()
         return item
 
@@ -213,6 +263,7 @@ class SandboxState:
         del total
         now = _now()
         item = Stored(
+            stored_at=self.now(),
             id=_new_id(), model=owner.model, agent=owner.agent, status="completed", context=owner.context,
             input_steps=[], output_steps=owner.final_steps if done == 0 else [
                 {"type": "model_output", "content": [{"type": "text", "text": "[continued] "}]}
@@ -475,6 +526,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST" and not iid:
                 if not isinstance(body, dict):
                     raise ApiError(400, "The request body must be a JSON object.")
+                state.wait_at_gate()
                 item = state.create(body, version)
                 if body.get("stream"):
                     events = stream_events(state, item, version)
