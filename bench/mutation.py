@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "rebuild": (
         ["convostore/rebuild.py"],
-        ["tests/test_history.py", "tests/test_resume*.py", "tests/test_replay_behaviour.py", "tests/test_public_names.py"],
+        ["tests/test_history*.py", "tests/test_resume*.py", "tests/test_replay_behaviour.py", "tests/test_public_names.py"],
     ),
     "resume": (["convostore/resume.py"], ["tests/test_resume*.py", "tests/test_cli_resume.py", "tests/test_recorder.py"]),
     "recording": (
@@ -86,6 +86,7 @@ class Mutant:
     end: int
     replacement: str
     description: str
+    function: str = ""  # the enclosing function's qualified name
     status: str = "pending"  # killed | survived | timeout | uncovered
     tests: int = 0
     seconds: float = 0.0
@@ -118,14 +119,14 @@ class _Finder(ast.NodeVisitor):
     """Collects (node, replacement node or text, description) for one module."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[ast.AST, str, str]] = []
-        self.skip_depth = 0
+        self.found: list[tuple[ast.AST, str, str, str]] = []
+        self.scope: list[str] = []
 
     def _add(self, node: ast.AST, new: ast.AST | str, what: str) -> None:
         text = new if isinstance(new, str) else ast.unparse(new)
         if isinstance(node, ast.expr) and not isinstance(new, str):
             text = f"({text})"
-        self.found.append((node, text, what))
+        self.found.append((node, text, what, ".".join(self.scope)))
 
     def generic_visit(self, node: ast.AST) -> None:
         for name, value in ast.iter_fields(node):
@@ -235,8 +236,10 @@ class _Finder(ast.NodeVisitor):
         body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             body = body[1:]  # the docstring
+        self.scope.append(node.name)
         for stmt in body:
             self.visit(stmt)
+        self.scope.pop()
         for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
             self.visit(default)
 
@@ -246,8 +249,10 @@ class _Finder(ast.NodeVisitor):
         body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             body = body[1:]
+        self.scope.append(node.name)
         for stmt in body:
             self.visit(stmt)
+        self.scope.pop()
 
 
 def mutants_of(path: str) -> list[Mutant]:
@@ -265,14 +270,14 @@ def mutants_of(path: str) -> list[Mutant]:
     starts = _offsets(source)
     out: list[Mutant] = []
     seen: set[tuple[int, int, str]] = set()
-    for node, text, what in finder.found:
+    for node, text, what, function in finder.found:
         start = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
         key = (start, end, text)
         if key in seen:
             continue
         seen.add(key)
-        m = Mutant(path, node.lineno, start, end, text, what)
+        m = Mutant(path, node.lineno, start, end, text, what, function)
         try:
             compile(m.apply(source), path, "exec")
         except SyntaxError:
@@ -414,7 +419,9 @@ def run_mutant(workdir: Path, mutant: Mutant, base: Baseline, original: bytes) -
         mutant.seconds = time.perf_counter() - started
 
 
-def run_module(name: str, *, only_lines: set[int] | None = None, progress: bool = True) -> list[Mutant]:
+def run_module(
+    name: str, *, only_lines: set[int] | None = None, functions: set[str] | None = None, progress: bool = True
+) -> list[Mutant]:
     sources, test_globs = MODULES[name]
     tests = _test_files(test_globs)
     with tempfile.TemporaryDirectory(prefix=f"convostore-mutation-{name}-") as tmp:
@@ -428,6 +435,8 @@ def run_module(name: str, *, only_lines: set[int] | None = None, progress: bool 
             original = (workdir / src).read_bytes()
             for m in mutants_of(src):
                 if only_lines and m.line not in only_lines:
+                    continue
+                if functions and not any(m.function == f or m.function.startswith(f + ".") for f in functions):
                     continue
                 run_mutant(workdir, m, base, original)
                 results.append(m)
@@ -466,7 +475,7 @@ def render(by_module: dict[str, list[Mutant]]) -> str:
         lines += [f"## Survivors in {name}", ""]
         for m in survivors:
             note = " (no test executes this line)" if m.status == "uncovered" else ""
-            lines.append(f"- `{m.path}:{m.line}` {m.description}{note}")
+            lines.append(f"- `{m.path}:{m.line}` ({m.function or 'module'}) {m.description}{note}")
         lines.append("")
     return "\n".join(lines)
 
@@ -476,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all): {', '.join(MODULES)}")
     parser.add_argument("--list", action="store_true", help="print the modules, their files, mutant counts and tests")
     parser.add_argument("--lines", help="only mutants on these lines, e.g. 120,131 (one module)")
+    parser.add_argument("--functions", help="only mutants inside these functions, e.g. _send,_Links.landed")
     parser.add_argument("--report", help="write the Markdown report here")
     parser.add_argument("--json", dest="json_out", help="write every mutant's result as JSON here")
     args = parser.parse_args(argv)
@@ -488,11 +498,18 @@ def main(argv: list[str] | None = None) -> int:
             sources, globs = MODULES[n]
             count = sum(len(mutants_of(s)) for s in sources)
             print(f"{n}: {count} mutants in {', '.join(sources)}; tests {', '.join(_test_files(globs))}")
+            if args.functions is not None:
+                per: dict[str, int] = {}
+                for src in sources:
+                    for m in mutants_of(src):
+                        per[m.function] = per.get(m.function, 0) + 1
+                print("  " + ", ".join(f"{k or '<module>'} {v}" for k, v in per.items()))
         return 0
     only = {int(x) for x in args.lines.split(",")} if args.lines else None
     by_module: dict[str, list[Mutant]] = {}
     for n in names:
-        by_module[n] = run_module(n, only_lines=only)
+        funcs = set(args.functions.split(",")) if args.functions else None
+        by_module[n] = run_module(n, only_lines=only, functions=funcs)
         c = summary(by_module[n])
         print(f"{n}: {len(by_module[n])} mutants, {c['killed']} killed, {c['timeout']} timeout, "
               f"{c['survived']} survived, {c['uncovered']} uncovered: {score(c):.1f}%", flush=True)
