@@ -19,8 +19,8 @@ def _chromium() -> str:
     if path:
         return path
     if os.environ.get("CONVOSTORE_REQUIRE_CHROMIUM"):
-        pytest.fail("chromium is required (apt-get install chromium) but was not found")
-    pytest.skip("chromium not installed (apt-get install chromium)")
+        pytest.fail("chromium is required (CONVOSTORE_REQUIRE_CHROMIUM=1) but was not found: apt-get install chromium")
+    pytest.skip("chromium not installed: apt-get install chromium to run this locally; CONVOSTORE_REQUIRE_CHROMIUM=1 makes this a failure, as in CI")
 
 
 def test_html_report_renders_every_turn_in_headless_chromium(client, store, sandbox, tmp_path):
