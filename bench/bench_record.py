@@ -21,7 +21,7 @@ Reported per depth:
   both sides of each convostore layer around the SDK's ``create`` and ``send``: the
   figure the target is about (< 500 µs);
 * row + save = the recorder's hook alone (``Recorder.on_exchange``);
-* pre-check = ``resume.needs_rebuild`` before sending a turn with
+* pre-check = ``resume.plan`` (through ``Recorder.resumed``) before sending a turn with
   ``previous_interaction_id``, which spares the doomed round trip of a chain the archive
   knows is gone (``record(..., resume=False)`` skips it).
 
@@ -148,10 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     Recorder.on_exchange = timed  # type: ignore[method-assign]
 
     # Time spent in the resume pre-check (does the archive already know prev is gone?).
-    from convostore.recording import methods
-
     pre_times: list[float] = []
-    original_pre = methods._prebuild
+    original_pre = Recorder.resumed
 
     def timed_pre(*a, **k):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             pre_times.append(time.perf_counter() - t0)
 
-    methods._prebuild = timed_pre
+    Recorder.resumed = timed_pre  # type: ignore[method-assign]
 
     tmp = tempfile.TemporaryDirectory(prefix="convostore-bench-")
     url = args.db or str(Path(tmp.name) / "bench.db")
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 "hook": statistics.median(hook_times) * 1e6, "pre": statistics.median(pre_times) * 1e6,
             }))
     Recorder.on_exchange = original  # type: ignore[method-assign]
-    methods._prebuild = original_pre
+    Recorder.resumed = original_pre  # type: ignore[method-assign]
 
     backend = "postgresql" if url.startswith("postgres") else "sqlite"
     print(

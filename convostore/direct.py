@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from .recording.context import CURRENT_CALL, Call, current_annotations
-from .recording.methods import _prebuild, _rebuild_after
 
 #: Continuation hops one create may take before we call it a loop.
 MAX_HOPS = 64
@@ -145,16 +144,10 @@ class DirectSender:
             CURRENT_CALL.reset(token)
 
     def _resumed(self, call: Call, body: dict[str, Any], after: BaseException | None = None) -> dict[str, Any]:
-        """``body`` rebuilt from the archive when its ``previous_interaction_id`` is gone.
-
-        The same decision the recorded client's ``create`` makes (``recording.methods``):
-        before sending, when the archive knows the server no longer has the chain
-        (expired, or a ``store=False`` turn); after a 400/404 that says so.
-        """
-        if after is None:
-            rebuilt = _prebuild(self.recorder, call, body, "steps")
-        else:
-            rebuilt = _rebuild_after(self.recorder, call, body, "steps", after)
+        """``body`` rebuilt from the archive when its ``previous_interaction_id`` is gone:
+        the recorded client's own decision (``convostore.resume.plan`` before sending,
+        ``resume.after_error`` after a 400/404 that says so)."""
+        rebuilt = self.recorder.resumed(call, body, "steps", after)
         return body if rebuilt is None else rebuilt
 
     def record_failure(self, exc: BaseException, body: dict[str, Any]) -> None:

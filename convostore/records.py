@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import wire
+from .errors import WireFormatError
 
 #: Named retention settings: how long the server keeps an interaction.
 RETENTION = {"free": timedelta(days=1), "paid": timedelta(days=55)}
@@ -99,7 +100,14 @@ def row_from_exchange(
     request = dict(request or {})
     response = dict(response or {})
     if sent_input is None and "input" in request:
-        sent_input = wire.normalize_input(request.get("input"))
+        try:
+            sent_input = wire.normalize_input(request.get("input"))
+        except WireFormatError:
+            if not error:
+                raise
+            # A create refused before sending (a malformed input): still one failed row;
+            # the raw request keeps the input as the caller gave it.
+            sent_input = []
     get_inputs, output_steps = wire.split_get_steps(response, sent_input)
     input_steps = sent_input if sent_input is not None else get_inputs
     usage = response.get("usage")

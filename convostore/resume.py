@@ -1,21 +1,30 @@
 """Continuing a chain: by server state while it lives, by rebuilt history once it expired.
 
-The recorder calls ``needs_rebuild``, ``is_lost_chain_error`` and ``rebuilt_kwargs``
-around every ``create`` that names a ``previous_interaction_id``; nothing here talks
-HTTP itself. Expiry bookkeeping (``expiring``, ``refresh``) lives here too, since the
-local expiry estimate is what lets a rebuild skip the doomed round trip.
+The resume decision, public and on wire-level ``create`` bodies (SDK ``create`` keyword
+arguments have the same keys), so the recorder, direct replay and any other sender
+(a proxy) make it in one place:
+
+* ``plan(store, body)`` before sending: the body as given, or rebuilt from the archive
+  when the archive already knows the server lost the chain (past its expiry estimate,
+  ``store=False``, seen expired or deleted), saving the doomed round trip;
+* ``after_error(store, body, exc)`` after a failed send: a rebuilt plan when the error
+  says the server lost a chain the archive holds (the chain is marked ``expired``),
+  else ``None``: the error is the caller's.
+
+Nothing here talks HTTP itself. Expiry bookkeeping (``expiring``, ``refresh``) lives
+here too, since the local expiry estimate is what lets a rebuild skip the round trip.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import wire
-from .rebuild import history
+from .rebuild import Format, History, history
 from .records import retention_delta
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +45,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
-# --- the recorder's hook --------------------------------------------------------
+# --- what the archive knows ------------------------------------------------------
 
 
 def needs_rebuild(store: "Store", prev_id: str) -> bool:
@@ -72,13 +81,17 @@ def is_lost_chain_error(exc: BaseException) -> bool:
     return False
 
 
-def rebuilt_kwargs(store: "Store", kwargs: dict[str, Any], *, format: str = "steps") -> dict[str, Any]:
+def rebuilt_kwargs(store: "Store", kwargs: dict[str, Any], *, format: Format = "steps") -> dict[str, Any]:
     """The caller's ``create`` arguments with the server-side chain replaced by its history.
 
     The caller's own ``system_instruction``, ``tools`` and ``generation_config`` win;
     where the caller gave none, the last stored turn's are carried over. ``format``
     is ``"turns"`` for the retired 1.x SDK.
     """
+    return _rebuilt(store, kwargs, format)[0]
+
+
+def _rebuilt(store: "Store", kwargs: dict[str, Any], format: Format) -> tuple[dict[str, Any], History]:
     out = dict(kwargs)
     prev_id = out.pop("previous_interaction_id")
     model = out.get("model")
@@ -92,8 +105,76 @@ def rebuilt_kwargs(store: "Store", kwargs: dict[str, Any], *, format: str = "ste
             out[key] = getattr(hist, key)
     if "model" not in out and "agent" not in out and hist.model:
         out["model"] = hist.model
-    log.debug("rebuilt %s: %d stored turns, %d steps", prev_id, hist.turns, len(hist.input))
-    return out
+    return out, hist
+
+
+# --- the decision: one place for every sender -------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to send for one ``create``: ``body`` as given, or rebuilt from the archive.
+
+    ``rebuilt_from`` is the ``previous_interaction_id`` whose chain was rebuilt (the
+    new turn's parent), ``reason`` why, ``turns`` how many stored turns were re-sent.
+    """
+
+    body: dict[str, Any]
+    rebuilt_from: str | None = None
+    reason: str | None = None
+    turns: int = 0
+
+    @property
+    def rebuilt(self) -> bool:
+        return self.rebuilt_from is not None
+
+    def annotations(self) -> dict[str, Any]:
+        """Row fields for what this plan sends: a rebuilt turn is linked to the chain it continues."""
+        return {"parent_id": self.rebuilt_from, "link": "rebuilt"} if self.rebuilt_from else {}
+
+
+def plan(store: "Store", body: dict[str, Any], *, format: Format = "steps") -> Plan:
+    """Before sending ``body``: rebuilt when the archive already knows the server lost
+    its ``previous_interaction_id`` (see ``needs_rebuild``), else as given."""
+    prev = body.get("previous_interaction_id")
+    if not prev or not needs_rebuild(store, prev):
+        return Plan(body)
+    return _plan_rebuilt(store, body, format, "expired in the archive")
+
+
+def after_error(
+    store: "Store",
+    body: dict[str, Any],
+    exc: BaseException,
+    *,
+    format: Format = "steps",
+    on_store_error: Callable[[BaseException], None] | None = None,
+) -> Plan | None:
+    """After sending ``body`` failed with ``exc``: a rebuilt plan when the server lost a
+    chain the archive holds, else None (the error is the caller's to raise).
+
+    The lost chain is marked ``expired`` first, so the next turn skips the round trip;
+    a store failure there goes to ``on_store_error`` (default: logged) and the rebuild
+    goes on.
+    """
+    prev = body.get("previous_interaction_id")
+    if not prev or not is_lost_chain_error(exc) or not store.exists(prev):
+        return None
+    try:
+        store.mark_server_state(prev, "expired")
+    except Exception as store_exc:  # noqa: BLE001 - the rebuild matters more than the mark
+        if on_store_error is None:
+            log.warning("could not mark %s expired: %s", prev, store_exc)
+        else:
+            on_store_error(store_exc)
+    return _plan_rebuilt(store, body, format, f"server said: {type(exc).__name__}")
+
+
+def _plan_rebuilt(store: "Store", body: dict[str, Any], format: Format, why: str) -> Plan:
+    prev = body["previous_interaction_id"]
+    out, hist = _rebuilt(store, body, format)
+    log.info("chain %s rebuilt from %d stored turns (%s)", prev, hist.turns, why)
+    return Plan(out, rebuilt_from=prev, reason=why, turns=hist.turns)
 
 
 # --- expiry ---------------------------------------------------------------------

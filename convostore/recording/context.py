@@ -63,3 +63,10 @@ class Call:
     #: end from one abandoned early, whatever the network had already delivered.
     events_read: int = 0
     counting: bool = False
+
+    def restart(self, annotations: dict[str, Any]) -> None:
+        """The call's request was replaced (a rebuilt chain): what it records from now on
+        carries ``annotations``, and hops and the remembered request start over."""
+        self.annotations = {**self.annotations, **annotations}
+        self.hop_ids.clear()
+        self.last_request = None

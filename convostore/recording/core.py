@@ -106,6 +106,9 @@ class Recorder:
         self.retention = retention if retention is not None else getattr(store, "retention", "paid")
         self.labels = labels
         self._row = row_from_exchange
+        #: The client's API key(s): scrubbed from a failed attempt's row (an error message
+        #: may quote what it was given). Held in memory only, never written.
+        self.secrets: set[str] = set()
 
     # --- transport callbacks ------------------------------------------------------------
 
@@ -311,6 +314,32 @@ class Recorder:
         except NotFoundError:
             pass  # not ours to track
 
+    # --- resume ---------------------------------------------------------------------------
+
+    def resumed(self, call: Call, body: dict[str, Any], fmt: str = "steps", exc: BaseException | None = None) -> dict[str, Any] | None:
+        """The body to send instead of ``body`` (SDK kwargs or wire JSON), or None to send
+        it, or raise ``exc``, as it is.
+
+        The decision is ``convostore.resume``'s (``plan`` before sending, ``after_error``
+        once ``exc`` came back); here it is applied to the call: a rebuilt call's rows
+        are linked ``rebuilt`` to the chain it continues. The recorded ``create`` and
+        direct replay both come through here.
+        """
+        if not (self.resume and body.get("previous_interaction_id")):
+            return None
+        from .. import resume
+        from ..rebuild import Format
+
+        form: Format = "turns" if fmt == "turns" else "steps"
+        if exc is None:
+            decided: resume.Plan | None = resume.plan(self.store, body, format=form)
+        else:
+            decided = resume.after_error(self.store, body, exc, format=form, on_store_error=lambda e: self._failed(e, call))
+        if decided is None or not decided.rebuilt:
+            return None
+        call.restart(decided.annotations())
+        return decided.body
+
     # --- failed attempts --------------------------------------------------------------------
 
     def record_failure(self, call: Call, exc: BaseException, kwargs: dict[str, Any]) -> None:
@@ -335,6 +364,10 @@ class Recorder:
             )
             row["id"] = extra["id"]
             row["status"] = "failed"
+            secrets = self.secrets | _call_secrets(kwargs)
+            if secrets:
+                for key in ("request", "error"):
+                    row[key] = _redact(row[key], secrets)
             self._save(row)
         except Exception as store_exc:  # noqa: BLE001
             if self.strict:
@@ -347,3 +380,38 @@ class Recorder:
 _CALL_ONLY_KWARGS = frozenset(
     {"extra_headers", "extra_query", "extra_body", "timeout", "api_version", "automatic_continuation", "request"}
 )
+
+#: Headers and query parameters that carry credentials.
+_SECRET_HEADERS = frozenset({"x-goog-api-key", "authorization", "x-api-key"})
+
+
+def _call_secrets(kwargs: dict[str, Any]) -> set[str]:
+    """Credentials passed per call (``extra_headers``, ``extra_query``, http options)."""
+    found: set[str] = set()
+    for name in ("extra_headers", "extra_query"):
+        given = kwargs.get(name)
+        if isinstance(given, dict):
+            for key, value in given.items():
+                if isinstance(value, str) and (str(key).lower() in _SECRET_HEADERS or str(key).lower() == "key"):
+                    found.add(value)
+                    if value.lower().startswith("bearer "):
+                        found.add(value[7:].strip())
+    config = kwargs.get("config")
+    headers = getattr(getattr(config, "http_options", None), "headers", None)
+    if isinstance(headers, dict):
+        found |= _call_secrets({"extra_headers": headers})
+    return {f for f in found if f}
+
+
+def _redact(value: Any, secrets: set[str]) -> Any:
+    """``value`` with every secret string replaced, however deep it sits."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, "[redacted]")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, secrets) for v in value]
+    return value

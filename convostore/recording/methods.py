@@ -45,6 +45,9 @@ def record(
     api = getattr(client, "_api_client", None)
     if api is None:
         raise TypeError(f"record() expects a google.genai Client, got {type(client).__name__}")
+    key = getattr(api, "api_key", None)
+    if isinstance(key, str) and key:
+        rec.secrets.add(key)
     attach(getattr(api, "_httpx_client", None), rec.on_exchange, rec.before_send, is_async=False)
     attach(getattr(api, "_async_httpx_client", None), rec.on_exchange, rec.before_send, is_async=True)
     _wrap_resource(client.interactions, rec, is_async=False)
@@ -109,63 +112,6 @@ def _async_simple(original: Any, rec: Recorder, op: str) -> Any:
     return wrapper
 
 
-# --- resume -----------------------------------------------------------------------------
-
-
-def _is_stored(rec: Recorder, iid: str) -> bool:
-    from ..errors import NotFoundError
-
-    try:
-        rec.store.get(iid)
-    except NotFoundError:
-        return False
-    return True
-
-
-def _rebuild(rec: Recorder, call: Call, kwargs: dict[str, Any], prev: str, fmt: str, why: str) -> dict[str, Any]:
-    """The kwargs that continue ``prev`` statelessly; the call is re-labelled ``rebuilt``."""
-    from .. import resume
-
-    rebuilt = resume.rebuilt_kwargs(rec.store, kwargs, format=fmt)
-    call.annotations = {**call.annotations, "parent_id": prev, "link": "rebuilt"}
-    call.hop_ids.clear()
-    call.last_request = None
-    try:
-        turns: Any = len(rec.store.chain(prev))
-    except Exception:  # noqa: BLE001 - only for the log line
-        turns = "?"
-    log.info("chain %s rebuilt from %s stored turns (%s)", prev, turns, why)
-    return rebuilt
-
-
-def _prebuild(rec: Recorder, call: Call, kwargs: dict[str, Any], fmt: str) -> dict[str, Any] | None:
-    """Rebuilt kwargs when the archive already knows the server lost the chain, else None."""
-    prev = kwargs.get("previous_interaction_id")
-    if not (rec.resume and prev):
-        return None
-    from .. import resume
-
-    if resume.needs_rebuild(rec.store, prev):
-        return _rebuild(rec, call, kwargs, prev, fmt, "expired in the archive")
-    return None
-
-
-def _rebuild_after(rec: Recorder, call: Call, kwargs: dict[str, Any], fmt: str, exc: BaseException) -> dict[str, Any] | None:
-    """Rebuilt kwargs when ``exc`` says the server lost a chain the archive holds, else None."""
-    prev = kwargs.get("previous_interaction_id")
-    if not (rec.resume and prev):
-        return None
-    from .. import resume
-
-    if not resume.is_lost_chain_error(exc) or not _is_stored(rec, prev):
-        return None
-    try:
-        rec.store.mark_server_state(prev, "expired")
-    except Exception as store_exc:  # noqa: BLE001
-        rec._failed(store_exc, call)
-    return _rebuild(rec, call, kwargs, prev, fmt, f"server said: {type(exc).__name__}")
-
-
 # --- create -----------------------------------------------------------------------------
 
 
@@ -178,12 +124,12 @@ def _sync_create(original: Any, rec: Recorder, fmt: str) -> Any:
         token = CURRENT_CALL.set(call)
         try:
             try:
-                pre = _prebuild(rec, call, kwargs, fmt)
+                pre = rec.resumed(call, kwargs, fmt)
                 if pre is not None:
                     sent, rebuilt = pre, True
                 result = original(*args, **sent)
             except Exception as exc:
-                again = None if rebuilt else _rebuild_after(rec, call, kwargs, fmt, exc)
+                again = None if rebuilt else rec.resumed(call, kwargs, fmt, exc)
                 if again is None:
                     raise
                 sent = again
@@ -213,12 +159,12 @@ def _async_create(original: Any, rec: Recorder, fmt: str) -> Any:
         token = CURRENT_CALL.set(call)
         try:
             try:
-                pre = _prebuild(rec, call, kwargs, fmt)
+                pre = rec.resumed(call, kwargs, fmt)
                 if pre is not None:
                     sent, rebuilt = pre, True
                 result = await original(*args, **sent)
             except Exception as exc:
-                again = None if rebuilt else _rebuild_after(rec, call, kwargs, fmt, exc)
+                again = None if rebuilt else rec.resumed(call, kwargs, fmt, exc)
                 if again is None:
                     raise
                 sent = again
