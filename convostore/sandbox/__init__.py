@@ -6,6 +6,9 @@
         sb.expire()          # forget everything, as the real service does after 1 or 55 days
         sb.fail(503, 2)      # the next two requests answer 503
         sb.requests          # the create bodies received, in order
+        sb.advance(3601)     # the sandbox's clock moves on: retention passes without sleeping
+        sb.settle()          # background=true work finishes now, not after background_delay
+        sb.hold(after=2)     # two more creates answered, later ones wait for sb.release()
 
 Also over HTTP for tools outside the process: ``POST /_sandbox/expire[?id=]``,
 ``GET /_sandbox/requests``, ``POST /_sandbox/fail?status=503&count=2``.
