@@ -63,3 +63,7 @@ class ImportConflictError(ConvostoreError):
             f"({', '.join(ids)}{more}); nothing imported: --on-conflict skip keeps the stored rows, "
             "replace takes the file's"
         )
+
+
+class SdkCompatibilityError(ConvostoreError, TypeError):
+    """A google-genai release whose private HTTP seam moved: recording would be silent."""

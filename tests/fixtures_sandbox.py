@@ -38,38 +38,23 @@ def aclient(client):
     return client.aio
 
 
-SDK1_VERSION = "1.56.0"
-SDK1_DEPS = ["sqlmodel", "sqlalchemy", "orjson", "alembic", "click", "platformdirs", "psycopg[binary]"]
+SDK1_VERSION = "1.55.0"  # the oldest release of the SDK matrix: one side venv serves both
 
 
 @pytest.fixture(scope="session")
 def sdk1_python() -> str:
-    """A Python with the retired google-genai 1.x and convostore's dependencies.
+    """A Python with the retired google-genai 1.x (``tests/sdk_venvs.py``: built once, cached).
 
-    Built once (``python -m venv`` + pip) and cached under ~/.cache/convostore, so a
-    fresh machine makes its own; tests put the checkout on PYTHONPATH. Fails loudly
-    rather than skipping: both SDK generations are supported, so both are tested.
+    Fails loudly rather than skipping: both SDK generations are supported, so both are tested.
     """
     import os
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from tests.sdk_venvs import BuildError, python_for
 
     override = os.environ.get("CONVOSTORE_SDK1_PYTHON")
     if override:
         return override
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convostore" / f"sdk1-venv-{SDK1_VERSION}"
-    python = cache / "bin" / "python"
-    marker = cache / ".ready"
-    if not marker.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(cache)], check=True, capture_output=True, timeout=300)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"google-genai=={SDK1_VERSION}", *SDK1_DEPS],
-                check=True, capture_output=True, text=True, timeout=600,
-            )
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            detail = getattr(exc, "stderr", "") or ""
-            pytest.fail(f"could not build the google-genai {SDK1_VERSION} virtualenv at {cache}: {exc}\n{detail[-2000:]}")
-        marker.write_text(SDK1_VERSION)
-    return str(python)
+    try:
+        return python_for(SDK1_VERSION)
+    except BuildError as exc:
+        pytest.fail(str(exc))

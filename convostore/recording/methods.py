@@ -11,27 +11,34 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import sdk
 from .context import CURRENT_CALL, Call, current_annotations
 from .core import Recorder
 from .transport import attach
+
+if TYPE_CHECKING:
+    from google.genai import Client
 
 log = logging.getLogger("convostore")
 
 _WRAPPED = ("create", "get", "delete", "cancel")
 _ORIGINALS = "_convostore_originals"
 
+#: The recorded client keeps its own type: ``record(genai.Client(...), ...)`` is a ``genai.Client``.
+C = TypeVar("C", bound="Client")
+
 
 def record(
-    client: Any,
+    client: C,
     store: Any,
     *,
     strict: bool = False,
     resume: bool = True,
     retention: Any = None,
     labels: dict[str, Any] | list[str] | None = None,
-) -> Any:
+) -> C:
     """Attach recording to a ``genai.Client`` (SDK 2.0+, or the retired 1.x) and return it.
 
     Every exchange of ``client.interactions`` and ``client.aio.interactions`` (``create``
@@ -40,35 +47,33 @@ def record(
     ``resume=False`` turns off rebuilding chains the server forgot; ``retention`` (``free``,
     ``paid`` or a duration) sets expiry estimates; ``labels`` go on every row.
     Calling it again on the same client replaces the previous recorder.
+
+    Raises ``SdkCompatibilityError`` if the SDK release has moved the HTTP client that
+    recording attaches to (rather than record nothing); warns once for a release outside
+    the tested range (``convostore.recording.sdk.TESTED_RANGE``).
     """
+    sync_http, async_http = sdk.http_clients(client)  # before anything is attached
+    sdk.warn_if_untested(client)
     rec = Recorder(store, strict=strict, resume=resume, retention=retention, labels=labels)
-    api = getattr(client, "_api_client", None)
-    if api is None:
-        raise TypeError(f"record() expects a google.genai Client, got {type(client).__name__}")
-    key = getattr(api, "api_key", None)
+    key = getattr(getattr(client, "_api_client", None), "api_key", None)
     if isinstance(key, str) and key:
         rec.secrets.add(key)
-    attach(getattr(api, "_httpx_client", None), rec.on_exchange, rec.before_send, is_async=False)
-    attach(getattr(api, "_async_httpx_client", None), rec.on_exchange, rec.before_send, is_async=True)
-    _wrap_resource(client.interactions, rec, is_async=False)
+    attach(sync_http, rec.on_exchange, rec.before_send, is_async=False)
+    attach(async_http, rec.on_exchange, rec.before_send, is_async=True)
+    fmt = sdk.generation(client, client.interactions)
+    _wrap_resource(client.interactions, rec, fmt, is_async=False)
     aio = getattr(client, "aio", None)
     if aio is not None:
-        _wrap_resource(aio.interactions, rec, is_async=True)
-    client._convostore_recorder = rec
+        _wrap_resource(aio.interactions, rec, fmt, is_async=True)
+    setattr(client, "_convostore_recorder", rec)
     return client
 
 
-def _generation(resource: Any) -> str:
-    """``turns`` for the retired 1.x Stainless client, ``steps`` for 2.0+."""
-    return "turns" if ".genai._interactions" in type(resource).__module__ else "steps"
-
-
-def _wrap_resource(resource: Any, rec: Recorder, *, is_async: bool) -> None:
+def _wrap_resource(resource: Any, rec: Recorder, fmt: str, *, is_async: bool) -> None:
     originals = resource.__dict__.get(_ORIGINALS)
     if originals is None:
         originals = {name: getattr(resource, name) for name in _WRAPPED if hasattr(resource, name)}
         resource.__dict__[_ORIGINALS] = originals
-    fmt = _generation(resource)
     for name, original in originals.items():
         if name == "create":
             wrapper = _async_create(original, rec, fmt) if is_async else _sync_create(original, rec, fmt)
