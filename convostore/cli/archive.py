@@ -130,13 +130,12 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: str | None, since: datetime | None) -> None:
     """Stream the archive as JSONL or Markdown."""
     from ..archive import export_jsonl, export_markdown
+    from ..private import open_private
 
     store = open_store(ctx)
     conversation = _conversation(store, conversation)  # before the output file is created
     binary = fmt == "jsonl"
-    out = open(output, "wb" if binary else "w", encoding=None if binary else "utf-8") if output else (
-        sys.stdout.buffer if binary else sys.stdout
-    )
+    out = open_private(output, binary=binary) if output else (sys.stdout.buffer if binary else sys.stdout)
     try:
         fn = export_jsonl if binary else export_markdown
         n = fn(store, out, conversation=conversation, since=since)  # type: ignore[arg-type]

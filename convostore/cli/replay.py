@@ -121,7 +121,9 @@ def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | N
     c = compare(open_store(ctx), *refs, source_model=source_model, since=_since(since) if since else None,
                 conversation=conversation, prices=load_prices(prices))
     if output:
-        with open(output, "w", encoding="utf-8") as fh:
+        from ..private import open_private
+
+        with open_private(output) as fh:
             write(c, fh, fmt)
         click.echo(f"wrote {output}", err=True)
     else:

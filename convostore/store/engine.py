@@ -3,7 +3,8 @@
 SQLite: WAL (readers never block the writer), a 30 s busy timeout, foreign keys on,
 ``synchronous=NORMAL`` (durable across a process crash), ``BEGIN IMMEDIATE`` for every
 transaction (no deadlocking read-to-write upgrades between processes), and a new file
-created with mode 0600: it holds whole conversations. PostgreSQL through psycopg 3.
+created with mode 0600 (in a 0700 directory when convostore creates it): it holds whole
+conversations. PostgreSQL through psycopg 3, the ``postgres`` extra.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ..errors import StoreError
+from ..private import make_private_dirs, tighten_dir
 
 #: The newest migration. A test checks it against migrations/versions.
 SCHEMA_HEAD = "0004"
@@ -134,7 +136,9 @@ def create(url: str) -> Engine:
         path = _sqlite_file(url)
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(path.parent)  # new directories 0700
+                if path.parent == default_path().parent:
+                    tighten_dir(path.parent)  # the default data directory: 0700 even if made before
                 if not path.exists():
                     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             except FileExistsError:
@@ -168,7 +172,12 @@ def create(url: str) -> Engine:
 
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"PostgreSQL needs a driver that is not installed ({exc.name}): pip install 'convostore[postgres]'"
+            ) from None
     raise StoreError(f"unsupported database URL {make_url(url).render_as_string(hide_password=True)!r}: use a file path, sqlite:/// or postgresql://")
 
 
