@@ -23,4 +23,5 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 pytest_plugins = [
     "tests.fixtures_sandbox",
     "tests.fixtures_store",
+    "pytester",
 ]

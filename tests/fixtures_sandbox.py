@@ -1,29 +1,26 @@
-"""Fixtures: a fresh sandbox per test and real SDK clients pointed at it."""
+"""Fixtures: the convostore pytest plugin's sandbox, and real SDK clients pointed at it.
+
+The plugin (``convostore/pytest_plugin.py``, entry point ``pytest11``) is what users get;
+these names are the suite's own short aliases over it.
+"""
 
 from __future__ import annotations
 
 import pytest
-from google import genai
-from google.genai import types
 
-from convostore.sandbox import Sandbox
-
-
-def make_client(base_url: str) -> genai.Client:
-    """A real 3.x client on the sandbox, with short SDK retry delays so fault tests stay fast."""
-    return genai.Client(
-        api_key="test-key",
-        http_options=types.HttpOptions(
-            base_url=base_url,
-            retry_options=types.HttpRetryOptions(attempts=4, initial_delay=0.01, max_delay=0.05),
-        ),
-    )
+# The plugin's fixtures, imported too so a virtualenv installed before the entry point
+# existed still finds them (the entry point registers the same functions).
+from convostore.pytest_plugin import (  # noqa: F401
+    convostore_client,
+    convostore_sandbox,
+    convostore_store,
+    sandbox_client as make_client,
+)
 
 
 @pytest.fixture
-def sandbox():
-    with Sandbox() as sb:
-        yield sb
+def sandbox(convostore_sandbox):
+    return convostore_sandbox
 
 
 @pytest.fixture
