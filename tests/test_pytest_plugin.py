@@ -20,7 +20,7 @@ def test_my_bot_survives_expiry(convostore_client, convostore_store, convostore_
 
 
 def test_each_test_gets_a_fresh_archive(convostore_store):
-    assert convostore_store.list() == []
+    assert list(convostore_store.list()) == []
 '''
 
 
