@@ -28,13 +28,13 @@ _LAZY = {
     "Sandbox": ("convostore.sandbox", "Sandbox"),
 }
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .comparison import compare
-    from .rebuild import history
-    from .recorder import annotate, record
-    from .replaying import replay
-    from .sandbox import Sandbox
-    from .store import Store
+if TYPE_CHECKING:  # pragma: no cover - for type checkers: the names are re-exported ("as")
+    from .comparison import compare as compare
+    from .rebuild import history as history
+    from .recorder import annotate as annotate, record as record
+    from .replaying import replay as replay
+    from .sandbox import Sandbox as Sandbox
+    from .store import Store as Store
 
 
 def __getattr__(name: str) -> Any:

@@ -335,6 +335,8 @@ class Comparison:
         for run in runs:
             best: dict[str, Any] = {}
             for row in self.store.list(conversation=f"replay:{run.id}:{head_id}", oldest_first=True):
+                if row.source_id is None:  # not a replayed turn: nothing to compare it with
+                    continue
                 prev = best.get(row.source_id)
                 # The completed answer over a failed attempt; the last continuation hop over earlier ones.
                 if prev is None or prev.status == "failed" or row.status != "failed":
@@ -346,8 +348,8 @@ class Comparison:
             original = self._answer(src, None)
             tc = TurnComparison(turn.index, src.id, wire.input_text(turn.inputs), original)
             for run in runs:
-                row = answers[run.id].get(src.id)
-                tc.replays[run.id] = self._answer(row, original.text) if row is not None else Answer(None, "", "missing", model=run.model)
+                got = answers[run.id].get(src.id)
+                tc.replays[run.id] = self._answer(got, original.text) if got is not None else Answer(None, "", "missing", model=run.model)
             out.append(tc)
         if self.judge is not None:
             self._grade(out)

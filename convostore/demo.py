@@ -60,11 +60,12 @@ def run_demo(
             interaction = client.interactions.create(**kwargs)
             row = store.get(interaction.id)
             result.interaction_ids.append(interaction.id)
-            result.answers.append(row.output_text)
+            result.answers.append(row.output_text or "")
             echo(f"  user:  {text}")
             echo(f"  model: {row.output_text}")
-            echo(f"         [{interaction.id[:24]}… link={row.link}]")
-            return interaction.id
+            iid: str = interaction.id
+            echo(f"         [{iid[:24]}… link={row.link}]")
+            return iid
 
         echo("1. A conversation chained on the server with previous_interaction_id:")
         first = turn("Hi, my name is Karthik. I like to play cricket and watching movies.", None)

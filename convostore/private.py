@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Literal, overload
+from typing import IO, BinaryIO, Literal, TextIO, overload
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
 @overload
-def open_private(path: str | os.PathLike[str], *, binary: Literal[True]) -> IO[bytes]: ...
+def open_private(path: str | os.PathLike[str], *, binary: Literal[True]) -> BinaryIO: ...
 @overload
-def open_private(path: str | os.PathLike[str], *, binary: Literal[False] = False) -> IO[str]: ...
+def open_private(path: str | os.PathLike[str], *, binary: Literal[False] = False) -> TextIO: ...
 @overload
-def open_private(path: str | os.PathLike[str], *, binary: bool) -> IO[bytes] | IO[str]: ...
-def open_private(path: str | os.PathLike[str], *, binary: bool = False) -> IO[bytes] | IO[str]:
+def open_private(path: str | os.PathLike[str], *, binary: bool) -> BinaryIO | TextIO: ...
+def open_private(path: str | os.PathLike[str], *, binary: bool = False) -> BinaryIO | TextIO:
     """Open ``path`` for writing (truncated), mode 0600: also an existing file written before."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:

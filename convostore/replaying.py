@@ -153,8 +153,13 @@ def _turns_of(chain: list[Any]) -> list[_Turn]:
     return turns
 
 
-def _calls(steps: Iterable[dict[str, Any]]) -> list[tuple[str, Any]]:
+def _calls(steps: Iterable[dict[str, Any]]) -> list[tuple[str | None, Any]]:
     return [(s.get("name"), s.get("arguments")) for s in steps if s.get("type") == "function_call"]
+
+
+def _skipped(source_id: str, replay_id: str) -> list[_Outcome]:
+    """A turn an earlier attempt of this run already answered."""
+    return [_Outcome(source_id, replay_id, "skipped")]
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -335,7 +340,7 @@ class _Replayer:
                 grown += 1
             if source.id in done:
                 links.landed(turn.index, done[source.id].id)
-                yield lambda sid=source.id, rid=done[source.id].id: [_Outcome(sid, rid, "skipped")]
+                yield functools.partial(_skipped, source.id, done[source.id].id)
                 continue
             kwargs = self._kwargs(source, history + self._inputs(turn))
             annotations = self._annotations(head_id, source, None)

@@ -56,7 +56,8 @@ def _columns(c: Comparison) -> list[tuple[str, str]]:
 
 
 def _get(turn: Any, key: str) -> Answer | None:
-    return turn.original if key == ORIGINAL else turn.replays.get(key)
+    answer: Answer | None = turn.original if key == ORIGINAL else turn.replays.get(key)
+    return answer
 
 
 def _fmt(value: Any, suffix: str = "") -> str:

@@ -43,7 +43,7 @@ class Sandbox:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> "Sandbox":
         self._thread = threading.Thread(target=self._server.serve_forever, name="convostore-sandbox", daemon=True)

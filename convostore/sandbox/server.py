@@ -281,7 +281,7 @@ class SandboxState:
         return item
 
     def _check_signatures(self, model: str, steps: list[dict[str, Any]]) -> None:
-        seen = [s.get("signature") for s in steps if s.get("type") == "thought" and s.get("signature")]
+        seen = [str(s["signature"]) for s in steps if s.get("type") == "thought" and s.get("signature")]
         with self.lock:
             valid = all(self.signatures.get(sig) == model for sig in seen)
             self.log.append({"model": model, "signatures_seen": seen, "signatures_valid": valid})
@@ -537,9 +537,10 @@ class Handler(BaseHTTPRequestHandler):
             elif method == "POST" and cancel:
                 self._send(200, render(state.cancel(iid), version, with_input=True))
             elif method == "GET" and iid:
-                item = state.live(iid)
-                if item is None:
+                got = state.live(iid)
+                if got is None:
                     raise ApiError(404, f"Interaction {iid} not found.")
+                item = got
                 if query.get("stream", ["false"])[0] == "true":
                     after = _event_id((query.get("last_event_id") or ["0"])[0])
                     events = [e for n, e in item.events if n > after] or stream_events(state, item, version)
@@ -547,10 +548,10 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     self._send(200, render(item, version, with_input=True))
             elif method == "DELETE" and iid:
-                item = state.live(iid)
-                if item is None:
+                gone = state.live(iid)
+                if gone is None:
                     raise ApiError(404, f"Interaction {iid} not found.")
-                item.deleted = True
+                gone.deleted = True
                 self._send(200, {})
             else:
                 raise ApiError(404, f"No route for {method} {parts.path}")
@@ -565,7 +566,8 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         state = self.state
         if path == "/_sandbox/expire" and method == "POST":
-            self._send(200, {"expired": state.expire((query.get("id") or [None])[0])})
+            ids = query.get("id")
+            self._send(200, {"expired": state.expire(ids[0] if ids else None)})
         elif path == "/_sandbox/requests" and method == "GET":
             with state.lock:
                 self._send(200, {"requests": list(state.requests)})

@@ -4,6 +4,7 @@ so they never wait on the write lock) and stream when they could be large."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from collections.abc import Iterator
@@ -81,7 +82,8 @@ class Queries(StoreBase):
     def _media_lookup(self) -> Any:
         def lookup(digest: str) -> str | None:
             with self._connect() as conn:
-                return conn.execute(select(M.c.data).where(M.c.sha256 == digest)).scalar()
+                data: str | None = conn.execute(select(M.c.data).where(M.c.sha256 == digest)).scalar()
+                return data
 
         return lookup
 
@@ -277,10 +279,10 @@ class Queries(StoreBase):
 
     def conversations(self, *, since: datetime | None = None) -> Iterator[Row]:
         """The newest recorded turn of each original (non-replay) conversation."""
-        sub = select(T.c.conversation_id, func.max(T.c.recorded_at).label("latest")).where(T.c.replay_run_id.is_(None))
+        latest = select(T.c.conversation_id, func.max(T.c.recorded_at).label("latest")).where(T.c.replay_run_id.is_(None))
         if since:
-            sub = sub.where(T.c.recorded_at >= _utc(since))
-        sub = sub.group_by(T.c.conversation_id).subquery()
+            latest = latest.where(T.c.recorded_at >= _utc(since))
+        sub = latest.group_by(T.c.conversation_id).subquery()
         q = (
             select(*_SELECT_COLUMNS)
             .join(sub, and_(T.c.conversation_id == sub.c.conversation_id, T.c.recorded_at == sub.c.latest))
@@ -293,7 +295,7 @@ class Queries(StoreBase):
                 seen.add(row.conversation_id)
                 yield row
 
-    def search(self, query: str, *, limit: int = 50) -> list[Row]:
+    def search(self, query: str, *, limit: int = 50) -> builtins.list[Row]:  # `list` is a method here
         """Full-text search over input and output text; user text is never FTS syntax."""
         words = re.findall(r"\w+", query, flags=re.UNICODE)
         if not words:

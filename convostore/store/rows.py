@@ -10,14 +10,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import column
+from sqlalchemy import Table, column
 
 from .. import wire
 from .models import Interaction, Media, ReplayRun
 
-T = Interaction.__table__
-M = Media.__table__
-R = ReplayRun.__table__
+# SQLModel sets ``__table__`` on table classes when they are created; its stubs do not say so.
+T: Table = Interaction.__table__  # type: ignore[attr-defined]
+M: Table = Media.__table__  # type: ignore[attr-defined]
+R: Table = ReplayRun.__table__  # type: ignore[attr-defined]
 
 #: JSON columns: row key → column name.
 _JSON = {
@@ -139,7 +140,8 @@ class Row:
 
     @property
     def response(self) -> dict[str, Any] | None:
-        return self._json(self.response_json)
+        value: dict[str, Any] | None = self._json(self.response_json)
+        return value
 
     @property
     def input_steps(self) -> list[dict[str, Any]]:
@@ -151,15 +153,18 @@ class Row:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        return self._json(self.usage_json)
+        value: dict[str, Any] | None = self._json(self.usage_json)
+        return value
 
     @property
     def labels(self) -> dict[str, Any] | None:
-        return self._json(self.labels_json)
+        value: dict[str, Any] | None = self._json(self.labels_json)
+        return value
 
     @property
     def error(self) -> dict[str, Any] | None:
-        return self._json(self.error_json)
+        value: dict[str, Any] | None = self._json(self.error_json)
+        return value
 
     def to_json_dict(self) -> dict[str, Any]:
         """The shape the CLI's ``--json`` prints."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -159,7 +159,8 @@ class Writer:
     def _raw(self) -> Any:
         """A driver cursor inside this writer's transaction (SQLite)."""
         if self._cur is None:
-            self._cur = self.conn.connection.driver_connection.cursor()
+            driver: Any = self.conn.connection.driver_connection
+            self._cur = driver.cursor()
         return self._cur
 
     def _track(self, ids: list[str]) -> None:
@@ -180,7 +181,7 @@ class Writer:
             self._track([row["id"]])
         return saved
 
-    def save_many(self, rows: list[Mapping[str, Any]]) -> int:
+    def save_many(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert a batch (imports): one id lookup and one multi-row insert; returns how many were new.
 
         Rows whose link is not given (no ``conversation_id``, ``link`` or
@@ -214,7 +215,7 @@ class Writer:
             self._track([v["id"] for v in fresh])
         return len(fresh)
 
-    def _save_many_sqlite(self, rows: list[Mapping[str, Any]]) -> int:
+    def _save_many_sqlite(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """``save_many`` through the driver: one json_each id lookup, one executemany of
         prebuilt parameter tuples (no per-row SQLAlchemy parameter processing)."""
         cur = self._raw()
@@ -265,7 +266,7 @@ class Writer:
             new_rows, reached, older = conn.execute(text(counts), args).one()
         if reached != new_rows:
             start = conn.execute(text(unreached), args).scalar()
-            raise ChainCycleError(f"imported chains loop: {self._on_loop(start)} is its own ancestor")
+            raise ChainCycleError(f"imported chains loop: {self._on_loop(str(start))} is its own ancestor")
         if older:
             looped = conn.execute(text(older_loop), args).scalar()
             if looped is not None:
