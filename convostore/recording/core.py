@@ -251,7 +251,7 @@ class Recorder:
         off by the stored row's own input (what the turn sent), so a rebuilt or
         self-managed turn's re-sent history never lands in its outputs.
         """
-        iid = response.get("id") or ex.interaction_id
+        iid = str(response.get("id") or ex.interaction_id or "")
         stored = self._stored_row(iid)
         if stored is None:
             row = self._build({}, response, ex, call, api_version=ex.api_version, extra=self._extra(call, 0))
