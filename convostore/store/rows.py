@@ -134,14 +134,17 @@ class Row:
             value = wire.join_media(value, self._media)
         return value
 
+    def _json_object(self, raw: str | None) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self._json(raw)  # a JSON object column, typed for callers
+        return value
+
     @property
     def request(self) -> dict[str, Any]:
         return self._json(self.request_json) or {}
 
     @property
     def response(self) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self._json(self.response_json)
-        return value
+        return self._json_object(self.response_json)
 
     @property
     def input_steps(self) -> list[dict[str, Any]]:
@@ -153,18 +156,15 @@ class Row:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self._json(self.usage_json)
-        return value
+        return self._json_object(self.usage_json)
 
     @property
     def labels(self) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self._json(self.labels_json)
-        return value
+        return self._json_object(self.labels_json)
 
     @property
     def error(self) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self._json(self.error_json)
-        return value
+        return self._json_object(self.error_json)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The shape the CLI's ``--json`` prints."""
