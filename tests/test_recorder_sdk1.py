@@ -17,7 +17,7 @@ import pytest
 
 from convostore.store import Store
 
-pytestmark = pytest.mark.sdk1
+pytestmark = [pytest.mark.sdk1, pytest.mark.timeout(900)]  # may wait for a cold build of the side venv
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "sdk1" / "record_sdk1.py"

@@ -117,8 +117,8 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def test_clients_that_go_away_leave_no_traceback_on_stderr():
-    proc = subprocess.Popen([sys.executable, "-m", "convostore", "sandbox", "--port", "0"],
+def test_the_served_sandbox_survives_clients_that_go_away_without_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "convostore", "sandbox", "--port", "0", "--max-body", "4096"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
@@ -137,6 +137,8 @@ def test_clients_that_go_away_leave_no_traceback_on_stderr():
             _reset(s)
         status, _ = call("POST", f"{url}/v1/interactions", {"model": MODEL, "input": "still there?"})
         assert status == 200
+        status, _ = call("POST", f"{url}/v1/interactions", {"model": MODEL, "input": "x" * 5000})
+        assert status == 413  # --max-body
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)

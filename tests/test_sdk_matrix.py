@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from convostore.sandbox import Sandbox
 from convostore.store import Store
 from tests.sdk_venvs import SDK_VERSIONS, BuildError, build_all
 
-pytestmark = pytest.mark.sdk_matrix
+pytestmark = [pytest.mark.sdk_matrix, pytest.mark.timeout(900)]  # a cold build of the venvs takes minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "tests" / "sdk_matrix" / "contract.py"
@@ -33,12 +36,29 @@ def sdk_pythons() -> dict[str, str]:
         pytest.fail(str(exc))
 
 
-@pytest.mark.parametrize("version", SDK_VERSIONS)
-def test_the_contract_holds_under_each_release(version, sdk_pythons, sandbox, tmp_path):
-    db = tmp_path / "matrix.db"
+@pytest.fixture(scope="session")
+def contract_runs(sdk_pythons, tmp_path_factory) -> Iterator[dict[str, tuple[subprocess.CompletedProcess[str], Sandbox, Path]]]:
+    """The contract run under every release at once (one sandbox and archive each): the
+    subprocesses mostly wait on each other's HTTP, so the matrix costs about one run."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sdk_pythons[version], str(CONTRACT), sandbox.base_url, str(db)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    with ExitStack() as stack:
+        started = {}
+        for version, python in sdk_pythons.items():
+            sb = stack.enter_context(Sandbox())
+            db = tmp_path_factory.mktemp(f"sdk-{version}") / "matrix.db"
+            proc = subprocess.Popen([python, str(CONTRACT), sb.base_url, str(db)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env)
+            started[version] = (proc, sb, db)
+        done = {}
+        for version, (proc, sb, db) in started.items():
+            out, err = proc.communicate(timeout=300)
+            done[version] = (subprocess.CompletedProcess(proc.args, proc.returncode, out, err), sb, db)
+        yield done
+
+
+@pytest.mark.parametrize("version", SDK_VERSIONS)
+def test_the_contract_holds_under_each_release(version, contract_runs):
+    proc, sandbox, db = contract_runs[version]
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["version"] == version

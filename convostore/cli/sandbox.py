@@ -12,14 +12,15 @@ from . import cli
 @click.option("--port", default=0, type=int, show_default=True, help="Port (0 picks a free one).")
 @click.option("--retention", type=float, help="Seconds the sandbox keeps an interaction (default: until expired on demand).")
 @click.option("--latency", default=0.0, type=float, show_default=True, help="Milliseconds added to every API call.")
-def sandbox_cmd(host: str, port: int, retention: float | None, latency: float) -> None:
+@click.option("--max-body", default=32 * 1024 * 1024, type=click.IntRange(0), show_default=True, help="Largest request body in bytes; a larger one is answered 413.")
+def sandbox_cmd(host: str, port: int, retention: float | None, latency: float, max_body: int) -> None:
     """Serve the offline Interactions API until interrupted; prints its base URL.
 
     Point the SDK at it with GOOGLE_GEMINI_BASE_URL=<url> and any API key.
     """
     from ..sandbox import Sandbox
 
-    sb = Sandbox(host=host, port=port, retention=retention, latency=latency)
+    sb = Sandbox(host=host, port=port, retention=retention, latency=latency, max_body=max_body)
     click.echo(sb.base_url)
     click.echo(f"export GOOGLE_GEMINI_BASE_URL={sb.base_url} GEMINI_API_KEY=sandbox", err=True)
     try:
