@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.sdk_venvs import cache_root
+
+pytestmark = pytest.mark.timeout(600)  # a cold mypy cache (a fresh machine) takes a minute or two
 
 ROOT = Path(__file__).resolve().parents[1]
 
