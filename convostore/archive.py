@@ -34,7 +34,7 @@ from .errors import ConvostoreError, ImportConflictError, ImportFieldError, Impo
 from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
 from .store.journal import Journal
-from .store.models import Interaction
+from .store.rows import T
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Row, Store, Writer
@@ -140,7 +140,7 @@ def _open(source: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[bytes], bool]:
         except OSError as exc:
             raise ConvostoreError(f"cannot read {os.fspath(source)}: {exc.strerror}") from exc
     if isinstance(source, io.TextIOBase):
-        return source.buffer, False  # type: ignore[attr-defined]
+        return source.buffer, False
     return source, False
 
 
@@ -157,6 +157,8 @@ def _parse(raw: bytes, lineno: int) -> dict[str, Any] | None:
         check_line(obj, raw=raw)
     except FieldError as exc:
         raise ImportFieldError(str(exc), lineno, exc.path) from None
+    if not isinstance(obj, dict):  # check_line refuses anything but an object; this tells mypy
+        raise ImportFormatError("not a JSON object", lineno)
     if obj.get("kind") == "replay_run":
         return obj
     iid = obj.get("id") or (obj.get("response") or {}).get("id")
@@ -229,16 +231,14 @@ _STORED_COLUMNS = {"request": "request_json", "response": "response_json"}
 def _stored_content(w: "Writer", ids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored values (raw JSON text for JSON columns) of those ``ids`` that are
     stored, read inside the writer's transaction (so rows this import wrote count)."""
-    t = Interaction.__table__
-    cols = [t.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
-    q = select(t.c.id, *cols).where(t.c.id.in_(bindparam("ids", expanding=True)))
+    cols = [T.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
+    q = select(T.c.id, *cols).where(T.c.id.in_(bindparam("ids", expanding=True)))
     return {r[0]: dict(zip(_STORED_KEYS, r[1:])) for r in w.conn.execute(q, {"ids": ids})}
 
 
 def _delete(w: "Writer", ids: list[str]) -> None:
     """Delete stored rows the file replaces (their replacements are inserted as new)."""
-    t = Interaction.__table__
-    w.conn.execute(delete(t).where(t.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})
+    w.conn.execute(delete(T).where(T.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})
     if w.store.dialect != "sqlite":  # the chain check's record of this import's rows
         w.conn.exec_driver_sql("DELETE FROM convostore_new_rows WHERE id = ANY(%s)", (ids,))
 
@@ -308,9 +308,9 @@ class _Importer:
         fresh = self._resolve(w, chunk.rows, chunk.keys)
         if self.journal is not None:
             self.journal.mark(w)
-        added = w.save_many(fresh)
-        result.added += added - (result.replaced - replaced)
-        result.skipped += len(fresh) - added
+        saved = w.save_many(fresh)
+        result.added += saved - (result.replaced - replaced)
+        result.skipped += len(fresh) - saved
 
     def end(self) -> None:
         """Before the last COMMIT: a conflict under ``fail`` takes the whole import back."""

@@ -56,7 +56,8 @@ def _api_message(exc: BaseException) -> str:
         body = getattr(exc, attr, None)
         err = body.get("error", body) if isinstance(body, dict) else None
         if isinstance(err, dict) and isinstance(err.get("message"), str) and err["message"]:
-            return err["message"]
+            found: str = err["message"]
+            return found
     message = getattr(exc, "message", None)
     return message if isinstance(message, str) and message else str(exc)
 

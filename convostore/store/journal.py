@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 
 from .models import ImportJournal
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Store, Writer
 
-J = ImportJournal.__table__
+J: Table = ImportJournal.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
 _TOP = "SELECT coalesce(max(rowid), 0) FROM interaction"
 
 #: Re-inserts replaced rows from their export lines (the importer's own line reader).
