@@ -66,3 +66,36 @@ def test_sdk1_exchanges_are_recorded(sdk1_run):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_sdk1_rebuild_sends_a_function_result_back_as_a_user_turn(sandbox, tmp_path, sdk1_python):
+    """A rebuilt 1.x chain is sent as ``{role, content}`` turns: the function result the
+    application sent is the user's turn, the call the model's."""
+    db = tmp_path / "sdk1.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sdk1_python, str(ROOT / "tests" / "sdk1" / "resume_sdk1.py"), sandbox.base_url, str(db)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    t1, t2, t3 = out["ids"]
+    sent = sandbox.requests[-1]
+    assert "previous_interaction_id" not in sent
+    turns = sent["input"]
+    roles = [(t["role"], [b.get("type") for b in t["content"]]) for t in turns]
+    assert roles == [
+        ("user", ["text"]),
+        ("model", ["function_call"]),
+        ("user", ["function_result"]),
+        ("model", ["text"]),
+        ("user", ["text"]),
+    ]
+    assert turns[2]["content"][0]["call_id"] == out["call_id"]
+    assert "Your name is Ada" in out["t3_text"]
+    store = Store(db)
+    row = store.get(t3)
+    assert (row.parent_id, row.link) == (t2, "rebuilt")
+    assert [s["type"] for s in row.output_steps] == ["model_output"] and row.output_text == out["t3_text"]
+    assert len(row.input_steps) == 5 and row.input_text == "What is my name?"
+    store.close()

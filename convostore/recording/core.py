@@ -12,6 +12,7 @@ logger, or, with ``strict=True``, raised once the SDK call returns.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -364,7 +365,7 @@ class Recorder:
             )
             row["id"] = extra["id"]
             row["status"] = "failed"
-            secrets = self.secrets | _call_secrets(kwargs)
+            secrets = secret_forms(self.secrets) | _call_secrets(kwargs)
             if secrets:
                 for key in ("request", "error"):
                     row[key] = _redact(row[key], secrets)
@@ -400,13 +401,23 @@ def _call_secrets(kwargs: dict[str, Any]) -> set[str]:
     headers = getattr(getattr(config, "http_options", None), "headers", None)
     if isinstance(headers, dict):
         found |= _call_secrets({"extra_headers": headers})
-    return {f for f in found if f}
+    return secret_forms(found)
+
+
+def secret_forms(secrets: set[str]) -> set[str]:
+    """Each secret as an error message may quote it: as is, stripped, escaped (``repr`` of
+    text or bytes: an illegal header value is quoted so), and its long printable runs."""
+    forms: set[str] = set()
+    for secret in secrets:
+        forms |= {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode("utf-8", "replace"))[2:-1]}
+        forms |= {part for part in re.split(r"[\s\x00-\x1f\x7f]+", secret) if len(part) >= 8}
+    return {f for f in forms if len(f) >= 4}
 
 
 def _redact(value: Any, secrets: set[str]) -> Any:
     """``value`` with every secret string replaced, however deep it sits."""
     if isinstance(value, str):
-        for secret in secrets:
+        for secret in sorted(secrets, key=len, reverse=True):
             if secret in value:
                 value = value.replace(secret, "[redacted]")
         return value
