@@ -35,6 +35,7 @@ from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
 from .store.journal import Journal
 from .store.rows import T
+from .store.maintenance import ANALYZE_AFTER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Row, Store, Writer
@@ -424,6 +425,10 @@ def import_jsonl(
             gc.enable()
         if owned:
             fh.close()
+    if result.added >= ANALYZE_AFTER:
+        # Fresh planner statistics, so the next queries on a server whose autovacuum is
+        # off (or has not woken yet) are planned for the archive's real size.
+        store.analyze()
     return result
 
 

@@ -192,20 +192,15 @@ class Expiring:
 
 
 def expiring(store: "Store", within: str | timedelta = "2d") -> Iterator[Expiring]:
-    """Conversations whose server state ends within ``within``, soonest first."""
+    """Conversations whose server state ends within ``within``, soonest first.
+
+    A conversation's newest live turn (the one a continuation names as
+    ``previous_interaction_id``) and its expiry are kept on its summary row, so this
+    streams from an index: the first page costs the same at 10k or 1M interactions.
+    """
     horizon = _now() + retention_delta(within)
-    heads: dict[str, Expiring] = {}
-    # Newest first: a conversation's first row seen is its latest live turn, the one a
-    # continuation would name as previous_interaction_id.
-    for row in store.list(server_state="live", replays=False):
-        cur = heads.get(row.conversation_id)
-        if cur is not None:
-            cur.turns += 1
-            continue
-        expires = _aware(row.expires_at)
-        if expires is not None:
-            heads[row.conversation_id] = Expiring(row.conversation_id, row.id, expires, row.model, 1)
-    yield from sorted((e for e in heads.values() if e.expires_at <= horizon), key=lambda e: e.expires_at)
+    for head in store.expiring_heads(horizon):
+        yield Expiring(head.conversation_id, head.head_id, head.expires_at, head.model, head.turns)
 
 
 @dataclass

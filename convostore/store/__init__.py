@@ -6,7 +6,9 @@ chain's length. Reads that could be large (listings, exports) stream.
 
 One module per concern: ``base`` (open, migrate, connections, close), ``rows`` (row
 encoding both ways), ``writer`` (save/merge, the SQLite fast path, batched writes),
-``queries`` (every read), ``runs`` (replay runs). ``Store`` composes them.
+``queries`` (every read), ``runs`` (replay runs), ``summary`` (the per-conversation
+summary and counters the triggers keep), ``maintenance`` (optimize, analyze).
+``Store`` composes them.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 from .rows import Row, Run, Turn
 # Encoding helpers, importable from here as before the split (tests compare the two write paths).
 from .rows import _COLUMN_ORDER, _defaults, _encode, _sqlite_param, _sqlite_params  # noqa: F401
+from .maintenance import Maintenance, OptimizeResult
 from .runs import Runs
+from .summary import Conversation, ConversationPage
 from .writer import Writer, Writes
 
 
-class Store(Writes, Runs):
+class Store(Writes, Runs, Maintenance):
     """A convostore archive on SQLite (default) or PostgreSQL.
 
     ``url``: a SQLAlchemy URL or a file path; default ``$CONVOSTORE_DB``, else a file
@@ -26,4 +30,4 @@ class Store(Writes, Runs):
     """
 
 
-__all__ = ["Store", "Row", "Run", "Turn", "Writer"]
+__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult"]

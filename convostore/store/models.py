@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -106,3 +106,68 @@ class ImportJournal(SQLModel, table=True):
     lo: Optional[int] = None
     hi: Optional[int] = None
     ref: Optional[str] = Field(default=None, sa_type=Text)
+
+
+class Conversation(SQLModel, table=True):
+    """One row per conversation, kept exact by triggers on ``interaction`` (migration 0005).
+
+    What listing, filtering and ``expiring`` need without reading the conversation's
+    turns: its first words, size, newest turn (``head_*``) and newest live turn
+    (``live_*``: the one a continuation names, and when the server forgets it).
+    """
+
+    __tablename__ = "conversation"
+    __table_args__ = (
+        Index("ix_conversation_updated", "updated_at", "id"),
+        Index("ix_conversation_live_expires", "live_expires_at",
+              sqlite_where=text("live_expires_at IS NOT NULL"), postgresql_where=text("live_expires_at IS NOT NULL")),
+    )
+
+    id: str = Field(primary_key=True)
+    replay: bool = False
+    turns: int = 0
+    tokens: int = Field(default=0, sa_type=BigInteger)
+    first_id: Optional[str] = None
+    first_input: Optional[str] = Field(default=None, sa_type=Text)
+    started_at: Optional[datetime] = Field(default=None, sa_column=_ts())
+    updated_at: Optional[datetime] = Field(default=None, sa_column=_ts())
+    head_id: Optional[str] = None
+    model: Optional[str] = None
+    status: Optional[str] = None
+    server_state: Optional[str] = None
+    labels: Optional[str] = Field(default=None, sa_type=Text)
+    live_turns: int = 0
+    live_head_id: Optional[str] = None
+    live_expires_at: Optional[datetime] = Field(default=None, sa_column=_ts())
+    live_at: Optional[datetime] = Field(default=None, sa_column=_ts())
+
+
+class InteractionCount(SQLModel, table=True):
+    """Interactions and tokens by (model, status, server state), kept exact by triggers
+    (migration 0005): ``stats`` sums a few rows instead of scanning the archive.
+
+    NULL is stored as ''. ``slot`` is 0 on SQLite (one writer at a time); on PostgreSQL
+    it is the writing backend's pid, so concurrent transactions (an import and the
+    recorders) never wait on one another's counter rows; ``db optimize`` folds them.
+    """
+
+    __tablename__ = "interaction_count"
+
+    slot: int = Field(default=0, primary_key=True)
+    model: str = Field(default="", primary_key=True)
+    status: str = Field(default="", primary_key=True)
+    server_state: str = Field(default="", primary_key=True)
+    n: int = Field(default=0, sa_type=BigInteger)
+    tokens: int = Field(default=0, sa_type=BigInteger)
+    input_tokens: int = Field(default=0, sa_type=BigInteger)
+    output_tokens: int = Field(default=0, sa_type=BigInteger)
+
+
+class SummaryBulk(SQLModel, table=True):
+    """SQLite only: holds a row while a bulk import's transaction is open; the import
+    counts its own rows into the summary tables a batch at a time, so the insert
+    trigger stands aside (``summary.begin_bulk``). Empty otherwise."""
+
+    __tablename__ = "summary_bulk"
+
+    id: int = Field(default=1, primary_key=True)

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, select, text
+from sqlalchemy import and_, bindparam, func, or_, select, text
 
 from .. import wire
 from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError
+from . import summary
 from .base import StoreBase
 from .rows import (
     M,
@@ -278,22 +279,49 @@ class Queries(StoreBase):
         return self.list(oldest_first=True)
 
     def conversations(self, *, since: datetime | None = None) -> Iterator[Row]:
-        """The newest recorded turn of each original (non-replay) conversation."""
-        latest = select(T.c.conversation_id, func.max(T.c.recorded_at).label("latest")).where(T.c.replay_run_id.is_(None))
-        if since:
-            latest = latest.where(T.c.recorded_at >= _utc(since))
-        sub = latest.group_by(T.c.conversation_id).subquery()
+        """The newest turn of each original (non-replay) conversation whose newest turn did
+        not fail, by latest activity (oldest first): replay's "every conversation"."""
+        C = summary.C
         q = (
             select(*_SELECT_COLUMNS)
-            .join(sub, and_(T.c.conversation_id == sub.c.conversation_id, T.c.recorded_at == sub.c.latest))
-            .where(T.c.replay_run_id.is_(None), T.c.status != "failed")
-            .order_by(T.c.recorded_at)
+            .select_from(C.join(T, T.c.id == C.c.head_id))
+            .where(C.c.replay == False, or_(C.c.status.is_(None), C.c.status != "failed"))  # noqa: E712
+            .order_by(C.c.updated_at, C.c.id)
         )
-        seen: set[str] = set()
-        for row in self._stream(q):
-            if row.conversation_id not in seen:
-                seen.add(row.conversation_id)
-                yield row
+        if since:
+            q = q.where(C.c.updated_at >= _utc(since))
+        return self._stream(q)
+
+    def list_conversations(
+        self,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        server_state: str | None = None,
+        label: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        replays: bool = False,
+    ) -> summary.ConversationPage:
+        """A page of conversations by latest activity, newest first; pass the page's
+        ``next`` as ``after`` for the one after it (keyset: every page costs the same).
+
+        Filters look at each conversation's newest turn (``model``, ``status``,
+        ``server_state``, ``label`` as ``KEY`` or ``KEY=VALUE``) and its latest activity
+        (``since`` <= it < ``until``). Replayed conversations only with ``replays``.
+        """
+        with self._connect() as conn:
+            return summary.conversation_page(
+                conn, self.dialect, limit=limit, after=after, model=model, status=status, server_state=server_state,
+                label=label, since=since, until=until, replays=replays,
+            )
+
+    def expiring_heads(self, horizon: datetime) -> Iterator[summary.LiveHead]:
+        """Conversations whose newest live turn expires by ``horizon``, soonest first, streamed."""
+        with self._connect() as conn:
+            yield from summary.expiring_heads(conn, horizon)
 
     def search(self, query: str, *, limit: int = 50) -> builtins.list[Row]:  # `list` is a method here
         """Full-text search over input and output text; user text is never FTS syntax."""
@@ -319,31 +347,26 @@ class Queries(StoreBase):
             return [self._row(r) for r in conn.execute(sql.columns(*_TYPED), params).all()]
 
     def stats(self) -> dict[str, Any]:
-        """Counts by model, status and server state; tokens; conversations."""
+        """Counts by model, status and server state; tokens; conversations.
+
+        From the counters the triggers keep (``interaction_count``, ``conversation``):
+        a few small reads at any archive size, exact after every write."""
         with self._connect() as conn:
-            total = conn.execute(select(func.count()).select_from(T)).scalar() or 0
-            conversations = conn.execute(select(func.count(func.distinct(T.c.conversation_id)))).scalar() or 0
-            tokens = conn.execute(select(func.coalesce(func.sum(T.c.total_tokens), 0))).scalar() or 0
-
-            def by(col: Any) -> dict[str, int]:
-                return {str(k): v for k, v in conn.execute(select(col, func.count()).group_by(col).order_by(func.count().desc())).all()}
-
+            counts = summary.counts(conn)
             media = conn.execute(select(func.count(), func.coalesce(func.sum(M.c.size), 0)).select_from(M)).first()
             runs = conn.execute(select(func.count()).select_from(R)).scalar() or 0
-            first_last = conn.execute(select(func.min(T.c.recorded_at), func.max(T.c.recorded_at))).first()
-            groups = {"by_model": by(T.c.model), "by_status": by(T.c.status), "by_server_state": by(T.c.server_state)}
+            # Two index probes (min and max of the recorded_at index), not a scan.
+            first = conn.execute(select(func.min(T.c.recorded_at))).scalar()
+            last = conn.execute(select(func.max(T.c.recorded_at))).scalar()
         size = None
         if self.path and os.path.exists(self.path):
             size = os.path.getsize(self.path)
         return {
             "database": self.display_url,
-            "interactions": total,
-            "conversations": conversations,
-            "total_tokens": int(tokens),
-            **groups,
+            **counts,
             "media": {"items": media[0], "bytes": int(media[1])},
             "replay_runs": runs,
-            "first_recorded": _utc(first_last[0]),
-            "last_recorded": _utc(first_last[1]),
+            "first_recorded": _utc(first),
+            "last_recorded": _utc(last),
             "file_bytes": size,
         }
