@@ -72,7 +72,7 @@ def optimize(store: "Store", *, vacuum: bool = False) -> OptimizeResult:
         if store.dialect == "sqlite":
             raw = store.engine.raw_connection()
             try:
-                driver = raw.driver_connection
+                driver: Any = raw.driver_connection
                 before = _size(store, None)
                 for name in _fts_tables(driver):
                     driver.execute(f"INSERT INTO {name}({name}) VALUES ('optimize')")

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, cast, func, or_, select, text, tuple_
+from sqlalchemy import Table, Text, and_, cast, func, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
@@ -24,9 +24,10 @@ from ..errors import StoreError
 from .models import Conversation as _ConversationTable
 from .models import Interaction, InteractionCount
 
-C = _ConversationTable.__table__
-K = InteractionCount.__table__
-T = Interaction.__table__
+# SQLModel sets ``__table__`` on table classes when they are created; its stubs do not say so.
+C: Table = _ConversationTable.__table__  # type: ignore[attr-defined]
+K: Table = InteractionCount.__table__  # type: ignore[attr-defined]
+T: Table = Interaction.__table__  # type: ignore[attr-defined]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -99,6 +100,7 @@ def _label(dialect: str, label: str) -> Any:
     key, has_value, value = label.partition("=")
     if not key:
         raise StoreError(f"a label filter is KEY or KEY=VALUE, not {label!r}")
+    expr: Any
     if dialect == "sqlite":
         expr = func.json_extract(C.c.labels, "$." + '"' + key.replace('"', '""') + '"')
     else:
