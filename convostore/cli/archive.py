@@ -99,11 +99,12 @@ def tree_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
 @cli.command("search")
 @click.argument("text")
 @click.option("--limit", "-n", default=20, show_default=True, help="How many results.")
+@click.option("--newest", is_flag=True, help="Newest matches first instead of most relevant.")
 @_json_option
 @click.pass_context
-def search_cmd(ctx: click.Context, text: str, limit: int, as_json: bool) -> None:
+def search_cmd(ctx: click.Context, text: str, limit: int, newest: bool, as_json: bool) -> None:
     """Full-text search over input and output text."""
-    _emit(open_store(ctx).search(text, limit=limit), as_json)
+    _emit(open_store(ctx).search(text, limit=limit, order="newest" if newest else "relevance"), as_json)
 
 
 @cli.command("stats")

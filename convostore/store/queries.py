@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy import Integer, and_, bindparam, column, func, or_, select, text
 
 from .. import wire
-from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError
-from . import summary
+from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError, StoreError
+from . import ranking, summary
 from .base import StoreBase
 from .rows import (
     M,
@@ -323,28 +323,29 @@ class Queries(StoreBase):
         with self._connect() as conn:
             yield from summary.expiring_heads(conn, horizon)
 
-    def search(self, query: str, *, limit: int = 50) -> builtins.list[Row]:  # `list` is a method here
-        """Full-text search over input and output text; user text is never FTS syntax."""
+    def search(self, query: str, *, limit: int = 50, order: str = "relevance") -> builtins.list[Row]:  # `list` is a method here
+        """Full-text search over input and output text; user text is never FTS syntax.
+
+        ``order="newest"``: the newest matches first (SQLite: most recently stored), read
+        straight off the index, as fast for a word in every row as for a rare one.
+        ``order="relevance"`` (BM25 on SQLite, ``ts_rank`` on PostgreSQL) ranks at most
+        the newest ``ranking.CANDIDATES`` matches: exact for a word in fewer rows than that,
+        and for a common word the best of its recent matches rather than of all of them,
+        so a word in every row of a million costs what a rare one does.
+        """
+        if order not in ("relevance", "newest"):
+            raise StoreError(f"search order is 'relevance' or 'newest', not {order!r}")
         words = re.findall(r"\w+", query, flags=re.UNICODE)
-        if not words:
+        if not words or limit < 1:
             return []
-        cols = ", ".join(f"i.{c}" for c in T.c.keys())
-        if self.dialect == "sqlite":
-            # A pure read: triggers keep interaction_fts current as rows are written (0003).
-            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
-            sql = text(
-                f"SELECT {cols} FROM interaction_fts f JOIN interaction i ON i.rowid = f.rowid "
-                "WHERE interaction_fts MATCH :q ORDER BY f.rank LIMIT :limit"
-            )
-            params: dict[str, Any] = {"q": match, "limit": limit}
-        else:
-            sql = text(
-                f"SELECT {cols} FROM interaction i WHERE i.search_vector @@ plainto_tsquery('simple', :q) "
-                "ORDER BY ts_rank(i.search_vector, plainto_tsquery('simple', :q)) DESC, i.recorded_at DESC LIMIT :limit"
-            )
-            params = {"q": " ".join(words), "limit": limit}
         with self._connect() as conn:
-            return [self._row(r) for r in conn.execute(sql.columns(*_TYPED), params).all()]
+            if self.dialect == "sqlite":
+                rowids = ranking.sqlite_rowids(conn, words, limit=limit, newest=order == "newest")
+                ranked = ranking.sqlite_rows_in_order(conn, rowids, [column("convostore_rowid", Integer()), *_TYPED])
+            else:
+                ranked = conn.execute(ranking.pg_query(newest=order == "newest").columns(*_TYPED),
+                                      {"q": " ".join(words), "limit": limit, "k": ranking.CANDIDATES}).all()
+            return [self._row(r) for r in ranked]
 
     def stats(self) -> dict[str, Any]:
         """Counts by model, status and server state; tokens; conversations.
