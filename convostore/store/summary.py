@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,17 +23,12 @@ from sqlalchemy.engine import Connection
 from ..errors import StoreError
 from .models import Conversation as _ConversationTable
 from .models import Interaction, InteractionCount
+from .rows import _utc
 
 # SQLModel sets ``__table__`` on table classes when they are created; its stubs do not say so.
 C: Table = _ConversationTable.__table__  # type: ignore[attr-defined]
 K: Table = InteractionCount.__table__  # type: ignore[attr-defined]
 T: Table = Interaction.__table__  # type: ignore[attr-defined]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
 
 
 @dataclass
