@@ -244,6 +244,7 @@ def size_per_row(url: str, n: int, pg: str | None) -> tuple[float, float]:
                         f"WHERE s.nspname = '{schema}' AND c.relkind IN ('r', 'm')")[0]
     else:
         total = sum(Path(f"{url}{s}").stat().st_size for s in ("", "-wal") if Path(f"{url}{s}").exists())
+    total = float(total)
     return total / n, total / n / jsonl
 
 

@@ -343,8 +343,8 @@ class Queries(StoreBase):
                 rowids = ranking.sqlite_rowids(conn, words, limit=limit, newest=order == "newest")
                 ranked = ranking.sqlite_rows_in_order(conn, rowids, [column("convostore_rowid", Integer()), *_TYPED])
             else:
-                ranked = conn.execute(ranking.pg_query(newest=order == "newest").columns(*_TYPED),
-                                      {"q": " ".join(words), "limit": limit, "k": ranking.CANDIDATES}).all()
+                ids = ranking.pg_ids(conn, words, limit=limit, newest=order == "newest")
+                ranked = ranking.pg_rows_in_order(conn, ids, _TYPED)
             return [self._row(r) for r in ranked]
 
     def stats(self) -> dict[str, Any]:

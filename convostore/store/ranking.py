@@ -3,9 +3,9 @@
 Ranking every match before the limit (FTS5 ``ORDER BY rank``, PostgreSQL ``ts_rank``)
 costs time in proportion to the matches: 0.76 s / 3.8 s for a word in every row of a
 million. Newest first needs no ranking (FTS5 walks its doclist from the top rowid down;
-PostgreSQL walks the ``recorded_at`` index). Relevance ranks at most the newest
-``CANDIDATES`` matches: exact when a query matches fewer rows than that, and for a
-common word the best of its recent matches.
+PostgreSQL walks the ``recorded_at`` index). Relevance ranks at most ``CANDIDATES``
+matches: exact when a query matches fewer rows than that; for a common word, the best
+of its newest matches on SQLite, of the first found on PostgreSQL (``pg_ids``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 #: How many of the newest matches relevance ranks (a bound on its cost).
@@ -74,21 +74,41 @@ def _bm25(conn: Connection, words: list[str], rowids: list[int], limit: int) -> 
     return [-r for _, r in scores[:limit]]
 
 
-def pg_query(*, newest: bool) -> TextClause:
-    """PostgreSQL: newest first down the ``recorded_at`` index, or ``ts_rank`` over the
-    newest ``:k`` matches. Parameters ``:q`` (words), ``:limit``, ``:k``."""
+def pg_ids(conn: Connection, words: list[str], *, limit: int, newest: bool) -> list[str]:
+    """The ids of the first ``limit`` matches, in order (PostgreSQL).
+
+    First up to ``CANDIDATES + 1`` matches in whatever order the planner finds them
+    cheapest (the GIN index for a rare word, an early-stopping scan for a common one),
+    ranked as they come. Fewer than that: all the matches, ordered exactly. More: newest
+    first walks the ``recorded_at`` index down, stopping at the limit; relevance ranks
+    the candidates found (a bounded set, as on SQLite, though not the newest ones: a
+    newest-first walk that must collect a thousand matches of a 0.1% word would read
+    a million rows).
+    """
+    params = {"q": " ".join(words), "k": CANDIDATES + 1, "limit": limit}
+    q = "plainto_tsquery('simple', :q)"
+    found = list(conn.execute(text(
+        f"SELECT id, recorded_at, ts_rank(search_vector, {q}) FROM interaction WHERE search_vector @@ {q} LIMIT :k"
+    ), params).all())
+    if len(found) > CANDIDATES and newest:
+        return [r[0] for r in conn.execute(text(
+            f"SELECT id FROM interaction WHERE search_vector @@ {q} ORDER BY recorded_at DESC, id DESC LIMIT :limit"
+        ), params)]
+    if newest:
+        found.sort(key=lambda r: (r[1], r[0]), reverse=True)
+    else:
+        found.sort(key=lambda r: (r[2], r[1], r[0]), reverse=True)
+    return [r[0] for r in found[:limit]]
+
+
+def pg_rows_in_order(conn: Connection, ids: list[str], typed: Any) -> list[Any]:
+    """The full rows for ``ids``, in that order."""
     from .rows import T
 
     cols = ", ".join(f"i.{c}" for c in T.c.keys())
-    q = "plainto_tsquery('simple', :q)"
-    if newest:
-        return text(f"SELECT {cols} FROM interaction i WHERE i.search_vector @@ {q} "
-                    "ORDER BY i.recorded_at DESC, i.id DESC LIMIT :limit")
-    return text(
-        f"WITH c AS (SELECT id, recorded_at, ts_rank(search_vector, {q}) AS r FROM interaction "
-        f"WHERE search_vector @@ {q} ORDER BY recorded_at DESC LIMIT :k) "
-        f"SELECT {cols} FROM c JOIN interaction i ON i.id = c.id ORDER BY c.r DESC, c.recorded_at DESC, c.id DESC LIMIT :limit"
-    )
+    sql = text(f"SELECT {cols} FROM interaction i WHERE i.id = ANY(:ids)")
+    found = {r.id: r for r in conn.execute(sql.columns(*typed), {"ids": ids}).all()}
+    return [found[i] for i in ids if i in found]
 
 
 def sqlite_rows_in_order(conn: Connection, rowids: list[int], typed: Any) -> list[Any]:
