@@ -49,9 +49,6 @@ class FieldError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-Check = Callable[[Any, str], None]
-
-
 def _shown(value: Any) -> str:
     """A value in an error message: its JSON type, and a short, one-line glimpse."""
     kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
@@ -71,129 +68,174 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-# --- the checks: small, composable, each (value, path) -> None or FieldError ------------
+# --- the checks: small, composable -------------------------------------------------------
+#
+# Each check has a fast predicate (``ok``: exact JSON types, no path strings built) that
+# every line runs, and an ``explain`` that only a failing value reaches: it names the
+# field's path and what was wrong. A line costs a few microseconds to check.
+
+
+class Check:
+    """``ok(value)`` answers fast; calling the check raises ``FieldError`` unless ok."""
+
+    __slots__ = ("ok", "explain")
+
+    def __init__(self, ok: Callable[[Any], bool], explain: Callable[[Any, str], None]) -> None:
+        self.ok = ok
+        self.explain = explain
+
+    def __call__(self, value: Any, path: str) -> None:
+        if not self.ok(value):
+            self.explain(value, path)
+            raise FieldError(path, f"is not valid: {_shown(value)}")  # explain always names it first
 
 
 def nullable(check: Check) -> Check:
-    def run(value: Any, path: str) -> None:
-        if value is not None:
-            check(value, path)
-
-    return run
+    return Check(lambda v: v is None or check.ok(v), check.explain)
 
 
 def text(*, max_len: int | None = None, non_empty: bool = False) -> Check:
-    def run(value: Any, path: str) -> None:
+    def ok(value: Any) -> bool:
+        return type(value) is str and (not non_empty or value != "") and (max_len is None or len(value) <= max_len)
+
+    def explain(value: Any, path: str) -> None:
         if not isinstance(value, str):
             raise _fail(path, "a string", value)
         if non_empty and not value:
             raise FieldError(path, "must not be empty")
-        if max_len is not None and len(value) > max_len:
-            raise FieldError(path, f"longer than {max_len} characters ({len(value)})")
+        raise FieldError(path, f"longer than {max_len} characters ({len(value)})")
 
-    return run
-
-
-def ident(value: Any, path: str) -> None:
-    """An interaction, conversation or run id: a non-empty string a B-tree index can hold."""
-    text(max_len=MAX_ID, non_empty=True)(value, path)
+    return Check(ok, explain)
 
 
-def token(value: Any, path: str) -> None:
-    """An open enumeration value: a lowercase word (``completed``, ``requires_action``)."""
+#: An interaction, conversation or run id: a non-empty string a B-tree index can hold.
+ident = text(max_len=MAX_ID, non_empty=True)
+
+
+def _token_explain(value: Any, path: str) -> None:
     if not isinstance(value, str):
         raise _fail(path, "a string", value)
-    if not _TOKEN.fullmatch(value):
-        raise FieldError(path, f"expected a lowercase status word, got {_shown(value)}")
+    raise FieldError(path, f"expected a lowercase status word, got {_shown(value)}")
+
+
+#: An open enumeration value: a lowercase word (``completed``, ``requires_action``).
+token = Check(lambda v: type(v) is str and _TOKEN.fullmatch(v) is not None, _token_explain)
 
 
 def one_of(choices: frozenset[str]) -> Check:
-    def run(value: Any, path: str) -> None:
-        if not isinstance(value, str) or value not in choices:
-            raise _fail(path, "one of " + ", ".join(sorted(choices)), value)
+    def explain(value: Any, path: str) -> None:
+        raise _fail(path, "one of " + ", ".join(sorted(choices)), value)
 
-    return run
+    return Check(lambda v: type(v) is str and v in choices, explain)
 
 
-def boolean(value: Any, path: str) -> None:
-    if not isinstance(value, bool):
-        raise _fail(path, "true or false", value)
+def _bool_explain(value: Any, path: str) -> None:
+    raise _fail(path, "true or false", value)
+
+
+boolean = Check(lambda v: type(v) is bool, _bool_explain)
 
 
 def integer(*, low: int = 0, high: int = MAX_INT) -> Check:
-    def run(value: Any, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
+    def explain(value: Any, path: str) -> None:
+        if type(value) is not int:
             raise _fail(path, "an integer", value)
-        if not low <= value <= high:
-            raise FieldError(path, f"expected an integer from {low} to {high}, got {value}")
+        raise FieldError(path, f"expected an integer from {low} to {high}, got {value}")
 
-    return run
+    return Check(lambda v: type(v) is int and low <= v <= high, explain)
 
 
 def number(*, low: float = 0.0) -> Check:
-    def run(value: Any, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    def ok(value: Any) -> bool:
+        return (type(value) is float or type(value) is int) and math.isfinite(value) and value >= low
+
+    def explain(value: Any, path: str) -> None:
+        if type(value) not in (int, float):
             raise _fail(path, "a number", value)
-        if not math.isfinite(value) or value < low:
-            raise FieldError(path, f"expected a finite number ≥ {low:g}, got {value!r}")
+        raise FieldError(path, f"expected a finite number ≥ {low:g}, got {value!r}")
 
-    return run
+    return Check(ok, explain)
 
 
-def iso_time(value: Any, path: str) -> None:
-    """RFC 3339 / ISO 8601 text, as the API and ``export`` write times."""
+def _iso_ok(value: Any) -> bool:
+    if type(value) is not str:
+        return False
+    try:
+        datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    except ValueError:
+        return False
+    return True
+
+
+def _iso_explain(value: Any, path: str) -> None:
     if not isinstance(value, str):
         raise _fail(path, "an ISO 8601 time", value)
-    candidate = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    try:
-        datetime.fromisoformat(candidate)
-    except ValueError:
-        raise FieldError(path, f"expected an ISO 8601 time like 2026-11-24T12:00:00Z, got {_shown(value)}") from None
+    raise FieldError(path, f"expected an ISO 8601 time like 2026-11-24T12:00:00Z, got {_shown(value)}")
 
 
-def anything(value: Any, path: str) -> None:
-    """Any JSON value (content the archive keeps as it came)."""
+#: RFC 3339 / ISO 8601 text, as the API and ``export`` write times.
+iso_time = Check(_iso_ok, _iso_explain)
 
 
-def a_list(value: Any, path: str) -> None:
+def _objects_explain(value: Any, path: str) -> None:
     if not isinstance(value, list):
         raise _fail(path, "a list", value)
-
-
-def list_of_objects(value: Any, path: str) -> None:
-    a_list(value, path)
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise _fail(f"{path}[{i}]", "an object", item)
 
 
-def text_or_object(value: Any, path: str) -> None:
-    if not isinstance(value, (str, dict)):
-        raise _fail(path, "a string or an object", value)
+list_of_objects = Check(lambda v: type(v) is list and all(type(i) is dict for i in v), _objects_explain)
+
+
+def _text_or_object_explain(value: Any, path: str) -> None:
+    raise _fail(path, "a string or an object", value)
+
+
+text_or_object = Check(lambda v: type(v) is str or type(v) is dict, _text_or_object_explain)
 
 
 def obj(fields: Mapping[str, Check], *, open_: bool = False, required: tuple[str, ...] = ()) -> Check:
     """An object whose listed fields pass their checks; ``open_`` lets other keys through
     (payloads the API may grow), otherwise an unknown key is refused (a typo would be lost)."""
+    get = fields.get
 
-    def run(value: Any, path: str) -> None:
+    def ok(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for key in required:
+            if value.get(key) is None:
+                return False
+        for key, item in value.items():
+            check = get(key)
+            if check is None:
+                if not open_:
+                    return False
+            elif not check.ok(item):
+                return False
+        return True
+
+    def explain(value: Any, path: str) -> None:
         if not isinstance(value, dict):
             raise _fail(path, "an object", value)
         for key in required:
             if value.get(key) is None:
                 raise FieldError(_join(path, key), "is required")
         for key, item in value.items():
-            check = fields.get(key)
+            check = get(key)
             if check is None:
                 if not open_:
                     raise FieldError(_join(path, key), f"unknown field (known: {', '.join(fields)})")
                 continue
             check(item, _join(path, key))
 
-    return run
+    return Check(ok, explain)
 
 
 # --- the format -----------------------------------------------------------------------
+
+#: Any JSON object (labels, run settings): kept as it came.
+ANY_OBJECT = obj({}, open_=True)
 
 USAGE = obj(
     {
@@ -215,7 +257,7 @@ REQUEST = obj(
         "store": nullable(boolean),
         "background": nullable(boolean),
         "stream": nullable(boolean),
-        "labels": nullable(obj({}, open_=True)),
+        "labels": nullable(ANY_OBJECT),
     },
     open_=True,
 )
@@ -248,7 +290,7 @@ META = obj(
         "latency_ms": nullable(number()),
         "expires_at": nullable(iso_time),
         "server_state": nullable(one_of(SERVER_STATES)),
-        "labels": nullable(obj({}, open_=True)),
+        "labels": nullable(ANY_OBJECT),
         "status": nullable(token),
         "partial": nullable(boolean),
         "hop_index": nullable(integer()),
@@ -261,13 +303,15 @@ META = obj(
 )
 
 
-def _version(value: Any, path: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _version_explain(value: Any, path: str) -> None:
+    if type(value) is not int:
         raise _fail(path, f"the format version {FORMAT_VERSION}", value)
     if value > FORMAT_VERSION:
         raise FieldError(path, f"format {value} was written by a newer convostore; this one reads formats up to {FORMAT_VERSION} (upgrade convostore)")
-    if value < 1:
-        raise FieldError(path, f"expected the format version {FORMAT_VERSION}, got {value}")
+    raise FieldError(path, f"expected the format version {FORMAT_VERSION}, got {value}")
+
+
+_version = Check(lambda v: type(v) is int and 1 <= v <= FORMAT_VERSION, _version_explain)
 
 
 INTERACTION_LINE = obj(
@@ -290,11 +334,11 @@ RUN = obj(
         "model": nullable(text()),
         "agent": nullable(text()),
         "mode": one_of(REPLAY_MODES),
-        "settings": nullable(obj({}, open_=True)),
+        "settings": nullable(ANY_OBJECT),
         "status": token,
         "created_at": iso_time,
         "finished_at": nullable(iso_time),
-        "summary": nullable(obj({}, open_=True)),
+        "summary": nullable(ANY_OBJECT),
     },
     required=("id", "mode", "status", "created_at"),
 )
