@@ -284,3 +284,14 @@ def test_an_in_memory_database_is_refused_everywhere(url, tmp_path, monkeypatch)
         assert res.exit_code == 1 and "imported" not in res.output, args
         assert len(res.stderr.splitlines()) == 1 and "in-memory archive keeps nothing" in res.stderr
     assert list(tmp_path.iterdir()) == [dump]  # no file named ':memory:'
+
+
+def test_cli_import_reads_stdin_in_one_pass(tmp_path):
+    db = str(tmp_path / "a.db")
+    data = b"\n".join(orjson.dumps(_valid(f"v1_s{k}")) for k in range(3)) + b"\n"
+    res = CliRunner().invoke(cli, ["--db", db, "import", "-"], input=data)
+    assert res.exit_code == 0, res.output
+    assert "imported 3 interactions" in res.stderr
+    bad = data + orjson.dumps(_set(_valid("v1_s9"), "meta.server_state", "gone")) + b"\n"
+    res = CliRunner().invoke(cli, ["--db", db, "import", "-"], input=bad)
+    assert res.exit_code == 1 and "line 4: meta.server_state" in res.stderr
