@@ -307,9 +307,11 @@ class _Importer:
             return
         replaced = result.replaced
         fresh = self._resolve(w, chunk.rows, chunk.keys)
-        if self.journal is not None:
-            self.journal.mark(w)
-        saved = w.save_many(fresh)
+        if self.journal is None:
+            saved = w.save_many(fresh)
+        else:
+            with self.journal.inserting(w):
+                saved = w.save_many(fresh)
         result.added += saved - (result.replaced - replaced)
         result.skipped += len(fresh) - saved
 

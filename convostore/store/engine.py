@@ -24,7 +24,7 @@ from ..errors import StoreError
 from ..private import make_private_dirs, tighten_dir
 
 #: The newest migration. A test checks it against migrations/versions.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 #: Page size of new SQLite files.

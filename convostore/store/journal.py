@@ -32,6 +32,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 J: Table = ImportJournal.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
 _TOP = "SELECT coalesce(max(rowid), 0) FROM interaction"
+_PAUSE = "INSERT INTO interaction_fts_pause (id) VALUES (1)"
+_RESUME = "DELETE FROM interaction_fts_pause"
+_INDEX_RANGE = (
+    "INSERT INTO interaction_fts(rowid, input_text, output_text) SELECT rowid, input_text, output_text "
+    "FROM interaction WHERE rowid >= ? AND (input_text IS NOT NULL OR output_text IS NOT NULL)"
+)
 
 #: Re-inserts replaced rows from their export lines (the importer's own line reader).
 Restore = Callable[["Writer", list[bytes]], None]
@@ -73,8 +79,8 @@ class Journal:
 
     @contextmanager
     def batch(self) -> Iterator["Writer"]:
-        """One committed batch; the rows inserted after ``mark`` are journalled as one
-        rowid range in the same transaction."""
+        """One committed batch; the rows inserted inside ``inserting`` are journalled as
+        one rowid range in the same transaction."""
         self._lo = None
         with self.store.writer() as w:
             yield w
@@ -83,9 +89,16 @@ class Journal:
                 if hi >= self._lo:
                     w.conn.execute(insert(J).values(import_id=self.id, kind="rows", lo=self._lo, hi=hi))
 
-    def mark(self, w: "Writer") -> None:
-        """Call right before the batch inserts (after any deletes): its rows start past here."""
+    @contextmanager
+    def inserting(self, w: "Writer") -> Iterator[None]:
+        """Around the batch's inserts (after any deletes): journals their rowid range and
+        indexes it for full-text search in one statement (migration 0006: the per-row
+        trigger is paused inside this transaction only; FTS5 would flush a segment per row)."""
         self._lo = (w.conn.exec_driver_sql(_TOP).scalar() or 0) + 1
+        w.conn.exec_driver_sql(_PAUSE)
+        yield
+        w.conn.exec_driver_sql(_INDEX_RANGE, (self._lo,))
+        w.conn.exec_driver_sql(_RESUME)
 
     def run(self, w: "Writer", run_id: str) -> None:
         w.conn.execute(insert(J).values(import_id=self.id, kind="run", ref=run_id))
