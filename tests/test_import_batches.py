@@ -81,6 +81,13 @@ def test_a_recorded_create_completes_while_a_large_import_runs(backend, request,
     assert outcome["result"].added == 3500
     assert store.get(done.id).status == "completed"
     assert len(list(store.iter_all())) == 3501
+    # Both are searchable: the batches indexed in bulk, the recorded row by its trigger.
+    assert [r.id for r in store.search("recorded while an import runs")][:1] == [done.id]
+    assert [r.id for r in store.search("v1_imp3499")] == ["v1_imp3499"]
+    if backend == "sqlite":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO interaction_fts(interaction_fts) VALUES ('integrity-check')")
+            assert conn.exec_driver_sql("SELECT count(*) FROM interaction_fts_pause").scalar() == 0
 
 
 def test_a_failure_undoes_committed_batches_and_restores_replaced_rows(sqlite_store):
