@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 J: Table = ImportJournal.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
 _TOP = "SELECT coalesce(max(rowid), 0) FROM interaction"
 _PAUSE = "INSERT INTO interaction_fts_pause (id) VALUES (1)"
+_HAS_PAUSE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'interaction_fts_pause'"
 _RESUME = "DELETE FROM interaction_fts_pause"
 _INDEX_RANGE = (
     "INSERT INTO interaction_fts(rowid, input_text, output_text) SELECT rowid, input_text, output_text "
@@ -68,6 +69,7 @@ class Journal:
         self.id = uuid.uuid4().hex
         self.base = 0
         self._lo: int | None = None
+        self._bulk = False
 
     def start(self, restore: Restore) -> int:
         """Undo imports killed midway, register this one; returns the table's top rowid."""
@@ -75,6 +77,9 @@ class Journal:
         with self.store.writer() as w:
             w.conn.execute(insert(J).values(import_id=self.id, kind="job", ref=_owner()))
             self.base = w.conn.exec_driver_sql(_TOP).scalar() or 0
+            # An archive opened without migrating (migrate=False) may predate 0006: its
+            # trigger then indexes row by row, as it always did.
+            self._bulk = w.conn.exec_driver_sql(_HAS_PAUSE).scalar() is not None
         return self.base
 
     @contextmanager
@@ -95,6 +100,9 @@ class Journal:
         indexes it for full-text search in one statement (migration 0006: the per-row
         trigger is paused inside this transaction only; FTS5 would flush a segment per row)."""
         self._lo = (w.conn.exec_driver_sql(_TOP).scalar() or 0) + 1
+        if not self._bulk:
+            yield
+            return
         w.conn.exec_driver_sql(_PAUSE)
         yield
         w.conn.exec_driver_sql(_INDEX_RANGE, (self._lo,))
