@@ -114,6 +114,26 @@ def test_retry_after_is_waited_for(store, sandbox, direct):
     sandbox.fail(503, 2)  # no advice: exponential backoff
     replay(store, src.id, model=TARGET, client=rc, backoff=0.25, direct=direct, sleep=waits.append)
     assert waits == [0.25, 0.5]
+    waits.clear()
+    sandbox.fail(429, 1, retry_after=86400)  # a day: capped, the run does not stall for it
+    replay(store, src.id, model=TARGET, client=rc, direct=direct, sleep=waits.append)
+    assert waits == [60.0]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "sdk"])
+def test_a_bad_request_is_not_retried(store, sandbox, direct):
+    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(
+        base_url=sandbox.base_url, retry_options=types.HttpRetryOptions(attempts=1)))
+    rc = convostore.record(client, store=store)
+    src = rc.interactions.create(model=SOURCE, input="Hi, my name is Ada.")
+    waits: list[float] = []
+    n = len(sandbox.requests)
+    sandbox.fail(400, 1)
+    run = replay(store, src.id, model=TARGET, client=rc, direct=direct, sleep=waits.append)
+    assert waits == [] and len(sandbox.requests) - n == 1  # one attempt: a 400 will not get better
+    assert run.summary["verdicts"] == {"failed": 1} and run.status == "completed_with_failures"
+    (row,) = store.list(replay_run_id=run.id)
+    assert row.status == "failed" and row.error["status"] == 400
 
 
 def test_forced_replay_never_sends_thought_steps_to_another_model(rc, store, sandbox):
