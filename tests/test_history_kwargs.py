@@ -35,7 +35,20 @@ def test_create_kwargs_continue_an_expired_chain_on_a_plain_client(client, store
     assert [s["type"] for s in steps].count("thought") == 2  # the model's own signatures, byte for byte
     assert sandbox.log[-1]["signatures_valid"] is True
     assert wire.input_text(steps[-1:]) == "What is my name?"
-    assert gc.isenabled()  # history() pauses the cyclic GC for speed, and gives it back
+
+
+def test_history_leaves_the_garbage_collector_as_it_found_it(client, store):
+    """history() pauses the cyclic GC for speed; the application's setting comes back."""
+    head = _chain(client, store)
+    try:
+        gc.enable()
+        history(store, head)
+        assert gc.isenabled()
+        gc.disable()
+        history(store, head)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_create_kwargs_for_another_model_drop_and_count_the_thoughts(client, store, sandbox):
