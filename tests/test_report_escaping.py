@@ -61,3 +61,16 @@ def test_markdown_output_escapes_html_in_every_cell(compared):
     assert row.count("&lt;script&gt;") == 3  # user, original, replay
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
     assert len(cells) == 4 and all(c.count("a\\|b") == 1 for c in cells[1:])  # a pipe in the text splits no cell
+
+
+def test_html_report_highlights_only_the_words_that_differ(compared):
+    page = compared("html")
+    row = re.search(r'<tr class="turn" data-turn="1">(.*?)</tr>', page, re.S).group(1)
+    cells = [c.split('<span class="meta">')[0] for c in re.findall(r'<td class="completed">(.*?)</td>', row, re.S)]
+    original, replayed = cells
+    assert "<ins>" not in original  # the original is the reference
+    marked = " ".join(re.findall(r"<ins>(.*?)</ins>", replayed))
+    plain = re.sub(r"<ins>.*?</ins>", " ", replayed)
+    assert marked  # the two models word their answers differently (see the sandbox's models)
+    assert "Ada." in plain and "Ada." not in marked  # what both said stays unmarked
+    assert all(word not in original.split() for word in marked.split())  # every marked word is new
