@@ -7,8 +7,11 @@ line; the ``<script>`` must appear only escaped in the HTML report and in the Ma
 
 from __future__ import annotations
 
+import html
+import io
 import re
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -74,3 +77,33 @@ def test_html_report_highlights_only_the_words_that_differ(compared):
     assert marked  # the two models word their answers differently (see the sandbox's models)
     assert "Ada." in plain and "Ada." not in marked  # what both said stays unmarked
     assert all(word not in original.split() for word in marked.split())  # every marked word is new
+
+
+def test_html_report_keeps_every_word_of_an_answer_that_leaves_words_out(client, sqlite_store, tmp_path):
+    """A replayed answer that drops words of the original (a pure deletion in the word
+    diff) still shows all of its own words, in order, after the gap."""
+    from convostore import replay
+    from convostore.archive import export_jsonl, import_jsonl
+    from convostore.store import Store
+
+    rc = convostore.record(client, store=sqlite_store)
+    t1 = rc.interactions.create(model=SOURCE, input="Hi, my name is Ada.")
+    run = replay(sqlite_store, t1.id, model=TARGET, client=rc)
+    original = sqlite_store.get(t1.id).output_text.split()
+    shorter = original[:2] + original[4:]  # the same answer without its third and fourth words
+    buf = io.BytesIO()
+    export_jsonl(sqlite_store, buf)
+    lines = []
+    for raw in buf.getvalue().splitlines():
+        line = orjson.loads(raw)
+        if line.get("meta", {}).get("replay_run_id") == run.id:
+            line["response"]["steps"] = [{"type": "model_output", "content": [{"type": "text", "text": " ".join(shorter)}]}]
+        lines.append(orjson.dumps(line))
+    copy = Store(tmp_path / "copy.db")
+    import_jsonl(copy, io.BytesIO(b"\n".join(lines) + b"\n"))
+    copy.close()
+    res = CliRunner().invoke(cli, ["--db", str(tmp_path / "copy.db"), "compare", t1.id, "--format", "html"])
+    assert res.exit_code == 0, res.output
+    row = re.search(r'<tr class="turn" data-turn="1">(.*?)</tr>', res.output, re.S).group(1)
+    replayed = re.findall(r'<td class="completed">(.*?)</td>', row, re.S)[1].split('<span class="meta">')[0]
+    assert re.sub(r"</?ins>", "", replayed).split() == [html.escape(w) for w in shorter]
