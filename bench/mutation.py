@@ -142,21 +142,22 @@ class _Finder(ast.NodeVisitor):
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         return  # positions inside f-strings are unreliable; their text is messages
 
+    def _negate(self, test: ast.expr, *, skip: tuple[type, ...] = (ast.Compare, ast.BoolOp, ast.UnaryOp)) -> None:
+        if not isinstance(test, skip):  # those have their own operator mutants
+            self._add(test, ast.UnaryOp(ast.Not(), copy.deepcopy(test)), f"negate `{ast.unparse(test)}`")
+
     def visit_If(self, node: ast.If) -> None:
         if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             return
-        if not isinstance(node.test, (ast.Compare, ast.BoolOp, ast.UnaryOp)):
-            self._add(node.test, ast.UnaryOp(ast.Not(), copy.deepcopy(node.test)), f"negate `{ast.unparse(node.test)}`")
+        self._negate(node.test)
         self.generic_visit(node)
 
     def visit_While(self, node: ast.While) -> None:
-        if not isinstance(node.test, (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant)):
-            self._add(node.test, ast.UnaryOp(ast.Not(), copy.deepcopy(node.test)), f"negate `{ast.unparse(node.test)}`")
+        self._negate(node.test, skip=(ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant))
         self.generic_visit(node)
 
     def visit_IfExp(self, node: ast.IfExp) -> None:
-        if not isinstance(node.test, (ast.Compare, ast.BoolOp, ast.UnaryOp)):
-            self._add(node.test, ast.UnaryOp(ast.Not(), copy.deepcopy(node.test)), f"negate `{ast.unparse(node.test)}`")
+        self._negate(node.test)
         self.generic_visit(node)
 
     def visit_Compare(self, node: ast.Compare) -> None:
@@ -185,7 +186,7 @@ class _Finder(ast.NodeVisitor):
             self._add(node, copy.deepcopy(node.operand), f"drop `not` in `{ast.unparse(node)}`")
         self.generic_visit(node)
 
-    def visit_BinOp(self, node: ast.BinOp) -> None:
+    def _swap_op(self, node: ast.BinOp | ast.AugAssign) -> None:
         swap = _BINOP_SWAP.get(type(node.op))
         if swap is not None:
             new = copy.deepcopy(node)
@@ -193,13 +194,8 @@ class _Finder(ast.NodeVisitor):
             self._add(node, new, f"`{ast.unparse(node)}` -> `{ast.unparse(new)}`")
         self.generic_visit(node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        swap = _BINOP_SWAP.get(type(node.op))
-        if swap is not None:
-            new = copy.deepcopy(node)
-            new.op = swap()
-            self._add(node, new, f"`{ast.unparse(node)}` -> `{ast.unparse(new)}`")
-        self.generic_visit(node)
+    visit_BinOp = _swap_op
+    visit_AugAssign = _swap_op
 
     def visit_Constant(self, node: ast.Constant) -> None:
         value = node.value

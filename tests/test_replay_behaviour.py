@@ -18,16 +18,18 @@ from convostore import wire
 from convostore.archive import import_jsonl
 from convostore import compare, history, replay
 
-SOURCE = "gemini-2.5-flash"
+from tests.test_replay import SOURCE, TARGET, TOOLS, rc  # noqa: F401 - rc is a fixture
+
 THINKING = "gemini-3-flash-preview"  # the sandbox's gemini-3 models emit signed thought steps
-TARGET = "gemini-2.5-pro"
-TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
 
 @pytest.fixture
-def rc(client, store):
-    return convostore.record(client, store=store)
+def unretried(client, store, sandbox):
+    """A recorded client whose SDK does not retry: every 429/5xx reaches replay's own retry loop."""
+    plain = genai.Client(api_key="test-key", http_options=types.HttpOptions(
+        base_url=sandbox.base_url, retry_options=types.HttpRetryOptions(attempts=1)))
+    yield convostore.record(plain, store=store)
+    plain.close()
 
 
 @pytest.fixture(params=["forced", "free"])
@@ -98,11 +100,8 @@ def test_a_failed_middle_turn_does_not_splice_the_forced_chain(rc, store, sandbo
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "sdk"])
-def test_retry_after_is_waited_for(store, sandbox, direct):
-    # The SDK's own retries are off, so every 429 reaches replay's retry loop.
-    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(
-        base_url=sandbox.base_url, retry_options=types.HttpRetryOptions(attempts=1)))
-    rc = convostore.record(client, store=store)
+def test_retry_after_is_waited_for(store, sandbox, unretried, direct):
+    rc = unretried
     src = rc.interactions.create(model=SOURCE, input="Hi, my name is Ada.")
     waits: list[float] = []
     sandbox.fail(429, 2, retry_after=7)
@@ -121,10 +120,8 @@ def test_retry_after_is_waited_for(store, sandbox, direct):
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "sdk"])
-def test_a_bad_request_is_not_retried(store, sandbox, direct):
-    client = genai.Client(api_key="test-key", http_options=types.HttpOptions(
-        base_url=sandbox.base_url, retry_options=types.HttpRetryOptions(attempts=1)))
-    rc = convostore.record(client, store=store)
+def test_a_bad_request_is_not_retried(store, sandbox, unretried, direct):
+    rc = unretried
     src = rc.interactions.create(model=SOURCE, input="Hi, my name is Ada.")
     waits: list[float] = []
     n = len(sandbox.requests)
