@@ -50,7 +50,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "resume": (["convostore/resume.py"], ["tests/test_resume*.py", "tests/test_cli_resume.py", "tests/test_recorder.py"]),
     "recording": (
         ["convostore/recording/core.py", "convostore/recording/methods.py"],
-        ["tests/test_recorder*.py", "tests/test_resume*.py"],
+        ["tests/test_recorder*.py", "tests/test_resume*.py", "tests/test_secrets.py"],
     ),
     "wire": (["convostore/wire.py"], ["tests/test_wire.py", "tests/test_history.py", "tests/test_recorder_sdk1.py"]),
     "replaying": (
