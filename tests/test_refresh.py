@@ -155,6 +155,34 @@ def test_polling_a_background_turn_only_gains_its_outputs(client, store, sandbox
     assert "Ada" in done.output_text and done.output_text.count("Ada") == 1
 
 
+@pytest.mark.parametrize("how", ["background", "abandoned-stream"])
+def test_a_turn_completed_by_a_later_get_is_found_by_a_stateless_call(client, store, sandbox, how):
+    """Its outputs arrived after it was saved: the context hash that links a stateless
+    call re-sending them must include them."""
+    rc = convostore.record(client, store=store)
+    first = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    if how == "background":
+        turn = rc.interactions.create(model=MODEL, input="I like tennis.", previous_interaction_id=first.id, background=True)
+        sandbox.settle()
+        iid = turn.id
+    else:
+        stream = rc.interactions.create(model=MODEL, input="I like tennis.", previous_interaction_id=first.id, stream=True)
+        next(iter(stream))
+        stream.close()
+        _settle(store)
+        (iid,) = [r.id for r in store.list(limit=None) if r.id != first.id]
+    rc.interactions.get(iid)
+    _settle(store)
+    row = store.get(iid)
+    assert row.status == "completed" and not row.partial and row.output_text
+    history_ = [*store.get(first.id).input_steps, *store.get(first.id).output_steps, *row.input_steps, *row.output_steps]
+    nxt = rc.interactions.create(model=MODEL, input=[*history_, _user("What is my name?")])
+    _settle(store)
+    linked = store.get(nxt.id)
+    assert (linked.parent_id, linked.link) == (iid, "stateless")
+    assert [r.id for r in store.chain(nxt.id)] == [first.id, iid, nxt.id]
+
+
 # --- random conversations --------------------------------------------------------------------
 
 

@@ -271,7 +271,27 @@ class Recorder:
         fields["server_state"] = "live"
         if fields.get("status") not in (None, "in_progress", "queued"):
             fields["partial"] = False  # the server's full view replaces an abandoned stream's
+        outputs = fields.get("output_steps")
+        if outputs is not None and outputs != (stored.output_steps or []):
+            # A finished background turn or a completed stream: a stateless call that
+            # re-sends these outputs must still find this turn by its context hash.
+            fields["context_hash"] = self._context_hash(stored, outputs)
         self.store.update(iid, **fields)
+
+    def _context_hash(self, stored: Any, outputs: list[dict[str, Any]]) -> str | None:
+        """``stored``'s context hash with ``outputs`` as its outputs (as ``Store.save`` links)."""
+        from .. import wire
+
+        inputs = list(stored.input_steps or [])
+        if not stored.output_steps and stored.context_hash:
+            return wire.context_hash(stored.context_hash, outputs)  # the hash rolls on
+        base = None
+        if stored.parent_id and not wire.split_history(inputs)[0]:
+            parent = self._stored_row(stored.parent_id)
+            if parent is None:
+                return stored.context_hash
+            base = parent.context_hash
+        return wire.context_hash(base, inputs + list(outputs))
 
     def _stored_row(self, iid: str) -> Any:
         """The stored row with this exact id, or None."""
