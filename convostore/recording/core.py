@@ -289,7 +289,8 @@ class Recorder:
         if stored.parent_id and not wire.split_history(inputs)[0]:
             parent = self._stored_row(stored.parent_id)
             if parent is None:
-                return stored.context_hash
+                unchanged: str | None = stored.context_hash
+                return unchanged
             base = parent.context_hash
         return wire.context_hash(base, inputs + list(outputs))
 
