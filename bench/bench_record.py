@@ -19,8 +19,10 @@ Reported per depth:
 * added on the call path = the time spent in convostore's own code inside each recorded
   ``create`` (the wrapper, the transport seam, building the row, saving it), timed on
   both sides of each convostore layer around the SDK's ``create`` and ``send``: the
-  figure the target is about (< 500 µs);
-* row + save = the recorder's hook alone (``Recorder.on_exchange``);
+  figure the target is about (p50 <= 150 µs; p99 shown too). The row is built on the
+  calling thread and handed to the store's background writer, which saves it off the
+  call path;
+* row + hand-off = the recorder's hook alone (``Recorder.on_exchange``);
 * pre-check = ``resume.plan`` (through ``Recorder.resumed``) before sending a turn with
   ``previous_interaction_id``, which spares the doomed round trip of a chain the archive
   knows is gone (``record(..., resume=False)`` skips it).
@@ -42,6 +44,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 MODEL = "gemini-3-flash-preview"
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _fmt(us: float) -> str:
@@ -217,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 diffs.append(took[recorded] - took[bare])
             b = statistics.median(bare_t) * 1e6
             r = statistics.median(rec_t) * 1e6
+            store.flush(60)  # the background writer catches up between depths
             rows.append((depth, {
                 "bare": b, "recorded": r, "diff": statistics.median(diffs) * 1e6, "ratio": r / b,
-                "self": statistics.median(self_times) * 1e6,
+                "self": statistics.median(self_times) * 1e6, "self99": _p99(self_times) * 1e6,
                 "hook": statistics.median(hook_times) * 1e6, "pre": statistics.median(pre_times) * 1e6,
             }))
     Recorder.on_exchange = original  # type: ignore[method-assign]
@@ -230,12 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nRecording overhead per create ({backend}, {args.samples} pairs per depth, "
         f"sandbox on loopback in a {args.sandbox})\n"
     )
-    print("| depth | bare µs | recorded µs | ratio | paired diff µs | added on the call path µs | of which row + save µs | resume pre-check µs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| depth | bare µs | recorded µs | ratio | paired diff µs | added on the call path µs p50 | p99 | of which row + hand-off µs | resume pre-check µs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for depth, f in rows:
         print(
             f"| {depth:,} | {_fmt(f['bare'])} | {_fmt(f['recorded'])} | {f['ratio']:.2f} | {_fmt(f['diff'])} "
-            f"| {_fmt(f['self'])} | {_fmt(f['hook'])} | {_fmt(f['pre'])} |"
+            f"| {_fmt(f['self'])} | {_fmt(f['self99'])} | {_fmt(f['hook'])} | {_fmt(f['pre'])} |"
         )
     if fill_times:
         k = min(500, len(fill_times))
@@ -244,14 +252,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(fill_times[:k]) * 1e6:.0f} µs, last {k} median "
             f"{statistics.median(fill_times[-k:]) * 1e6:.0f} µs"
         )
-    target_ok = all(f["self"] < 500 for _, f in rows)
+    target_ok = all(f["self"] <= 150 for _, f in rows)
     print(
         "\n'added on the call path' is the time spent in convostore's own code inside each recorded"
         "\ncreate (wrapper + seam + row + save), timed around the SDK's functions; 'paired diff' is"
         "\nthe median of (recorded - bare) over alternating pairs, which also carries the SDK's"
         "\nGC pauses (several ms, landing on whichever call triggers them) and scheduler noise."
     )
-    print(f"Target < 500 µs added on the call path at every depth: {'met' if target_ok else 'NOT met'}")
+    print(f"Target p50 <= 150 µs added on the call path at every depth: {'met' if target_ok else 'NOT met'}")
     tmp.cleanup()
     return 0
 

@@ -184,3 +184,13 @@ def db_upgrade(ctx: click.Context) -> None:
     """Apply the schema migrations (also done automatically when a store opens)."""
     rev = open_store(ctx).upgrade()
     click.echo(f"schema at revision {rev}", err=True)
+
+
+@db_group.command("flush")
+@click.pass_context
+def db_flush(ctx: click.Context) -> None:
+    """Write the rows recorders left spooled (the database was locked or away when they ended)."""
+    from ..store import flush_spool
+
+    written = flush_spool(ctx.find_root().obj.get("db"))
+    click.echo(f"wrote {written} spooled write(s) to the archive", err=True)

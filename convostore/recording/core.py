@@ -217,7 +217,12 @@ class Recorder:
         return body, not (ex.complete or terminal)
 
     def _save(self, row: dict[str, Any]) -> None:
-        """Insert or merge, without reading the row back (the hot path)."""
+        """Hand the row to the store's background writer and go on (the hot path); with
+        ``strict=True``, insert or merge before returning, so a failure raises."""
+        later = None if self.strict else getattr(self.store, "save_later", None)
+        if later is not None:
+            later(row)
+            return
         quiet = getattr(self.store, "save_quiet", None)
         if quiet is not None:
             quiet(row)
@@ -276,7 +281,15 @@ class Recorder:
             # A finished background turn or a completed stream: a stateless call that
             # re-sends these outputs must still find this turn by its context hash.
             fields["context_hash"] = self._context_hash(stored, outputs)
-        self.store.update(iid, **fields)
+        self._update(iid, fields)
+
+    def _update(self, iid: str, fields: dict[str, Any]) -> None:
+        """Like ``_save``: queued behind the saves before it, unless ``strict``."""
+        later = None if self.strict else getattr(self.store, "update_later", None)
+        if later is not None:
+            later(iid, fields)
+        else:
+            self.store.update(iid, **fields)
 
     def _context_hash(self, stored: Any, outputs: list[dict[str, Any]]) -> str | None:
         """``stored``'s context hash with ``outputs`` as its outputs (as ``Store.save`` links)."""
@@ -331,6 +344,9 @@ class Recorder:
     def _mark(self, iid: str, state: str) -> None:
         from ..errors import NotFoundError
 
+        if not self.strict and getattr(self.store, "update_later", None) is not None:
+            self.store.update_later(iid, {"server_state": state})  # an id not stored is skipped
+            return
         try:
             self.store.mark_server_state(iid, state)
         except NotFoundError:

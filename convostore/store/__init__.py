@@ -13,6 +13,8 @@ summary and counters the triggers keep), ``maintenance`` (optimize, analyze).
 
 from __future__ import annotations
 
+import os
+
 from .rows import Row, Run, Turn
 # Encoding helpers, importable from here as before the split (tests compare the two write paths).
 from .rows import _COLUMN_ORDER, _defaults, _encode, _sqlite_param, _sqlite_params  # noqa: F401
@@ -26,8 +28,23 @@ class Store(Writes, Runs, Maintenance):
     """A convostore archive on SQLite (default) or PostgreSQL.
 
     ``url``: a SQLAlchemy URL or a file path; default ``$CONVOSTORE_DB``, else a file
-    in the user data directory. The schema is migrated to head on open.
+    in the user data directory. The schema is migrated to head on open (under a lock),
+    and writes that processes left spooled are written (``replay=False``: not now).
+    ``busy_timeout``: seconds a SQLite write waits for another writer's lock (default
+    ``$CONVOSTORE_BUSY_TIMEOUT``, else 30). The recorder's saves go through
+    ``save_later`` (a background writer and a durable spool); ``flush()`` waits for them.
     """
 
 
-__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult"]
+def flush_spool(url: str | os.PathLike[str] | None = None) -> int:
+    """Write what recorders left in the archive's spool (processes that ended while the
+    database was locked or away); returns how many writes went in.
+
+    Raises ``StoreError`` if the database still refuses them: they stay spooled. The same
+    happens on its own at every ``Store`` open; this is for doing it now, and knowing.
+    """
+    with Store(url, replay=False) as store:
+        return store.replay_spool()
+
+
+__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult", "flush_spool"]

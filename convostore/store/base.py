@@ -4,6 +4,7 @@ for reads that never take SQLite's write lock), and close."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import datetime
@@ -15,14 +16,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
 from . import engine as _engine
+from .background import BackgroundWriter
 from .rows import _LinkRow
+
+log = logging.getLogger("convostore")
 
 
 class StoreBase:
     """What every part of ``Store`` shares: the URL, the engines, the caches, the lock."""
 
-    def __init__(self, url: str | os.PathLike[str] | None = None, *, retention: Any = "paid", migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        retention: Any = "paid",
+        migrate: bool = True,
+        replay: bool = True,
+        busy_timeout: float | None = None,
+    ) -> None:
         self.url = _engine.resolve_url(url)
+        self.busy_timeout = _engine.busy_timeout(busy_timeout)
         self.retention = retention
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         # The recorder's SQLite fast path writes through one driver connection of its
@@ -33,7 +46,10 @@ class StoreBase:
         self._reader: Engine | None = None
         self._status: dict[str, tuple[str | None, datetime | None]] = {}
         self._links: dict[str, _LinkRow] = {}  # id -> what _link needs of it, for rows saved here
-        self._engine: Engine | None = _engine.create(self.url)
+        self._bg: BackgroundWriter | None = None  # the recorder's queue (save_later), made on first use
+        self._bg_engine: Engine | None = None  # PostgreSQL: the background writer's own connections
+        self._bg_conn: Any = None
+        self._engine: Engine | None = _engine.create(self.url, busy=self.busy_timeout)
         try:
             with _engine.reader(self._engine).connect() as conn:  # opening reads: no write lock
                 conn.execute(text("SELECT 1"))
@@ -43,6 +59,18 @@ class StoreBase:
             self._engine.dispose()
             self._engine = None
             raise StoreError(f"cannot open database {self.display_url}: {_reason(exc)}") from exc
+        if replay:
+            self._replay_quietly()
+
+    def _replay_quietly(self) -> None:
+        """Write what dead processes left spooled; a database that still refuses waits for later."""
+        try:
+            self.replay_spool()
+        except Exception as exc:  # noqa: BLE001 - the rows stay spooled for the next open or `db flush`
+            log.warning("convostore: spooled writes not written yet (%s); they stay spooled", exc)
+
+    def replay_spool(self) -> int:  # pragma: no cover - defined by the write side
+        raise NotImplementedError
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -59,6 +87,19 @@ class StoreBase:
         return f"Store({self.display_url!r})"
 
     def close(self) -> None:
+        """Flush queued writes (a bounded wait, then the rest stays spooled) and release the database."""
+        if self._bg is not None:
+            self._bg.close()
+            self._bg = None
+        if self._bg_conn is not None:
+            try:
+                self._bg_conn.close()
+            except Exception:  # noqa: BLE001 - a dead connection
+                pass
+            self._bg_conn = None
+        if self._bg_engine is not None:
+            self._bg_engine.dispose()
+            self._bg_engine = None
         with self._lock:
             if self._fast is not None and self._fast[0] == os.getpid():
                 self._fast[1].close()  # back to the pool, which dispose() then closes

@@ -1,10 +1,11 @@
 """Where the archive lives and how it is opened: URL resolution, engine set-up, migrations.
 
-SQLite: WAL (readers never block the writer), a 30 s busy timeout, foreign keys on,
+SQLite: WAL (readers never block the writer), a busy timeout (30 s, a setting), foreign keys on,
 ``synchronous=NORMAL`` (durable across a process crash), ``BEGIN IMMEDIATE`` for every
 transaction (no deadlocking read-to-write upgrades between processes), and a new file
 created with mode 0600 (in a 0700 directory when convostore creates it): it holds whole
-conversations. PostgreSQL through psycopg 3, the ``postgres`` extra.
+conversations. PostgreSQL through psycopg 3, the ``postgres`` extra, with every wait
+bounded: connect, statement and lock timeouts, TCP keepalives.
 """
 
 from __future__ import annotations
@@ -129,8 +130,64 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
-def create(url: str) -> Engine:
-    """An engine with the pragmas and transaction mode convostore relies on."""
+#: Seconds a SQLite write waits for another writer's lock (``busy_timeout``).
+BUSY_TIMEOUT = 30.0
+#: PostgreSQL bounds, in seconds: connecting, one statement, waiting for a lock, and TCP
+#: keepalives (idle before the first probe, between probes; 3 unanswered probes end it).
+PG_CONNECT_TIMEOUT = 5
+PG_STATEMENT_TIMEOUT = 120
+PG_LOCK_TIMEOUT = 30
+PG_KEEPALIVES = (10, 5, 3)
+
+
+def busy_timeout(value: float | None = None) -> float:
+    """The SQLite busy timeout in seconds: ``value``, else ``$CONVOSTORE_BUSY_TIMEOUT``, else 30."""
+    if value is None:
+        raw = os.environ.get("CONVOSTORE_BUSY_TIMEOUT")
+        if not raw:
+            return BUSY_TIMEOUT
+        try:
+            value = float(raw)
+        except ValueError:
+            raise StoreError(f"CONVOSTORE_BUSY_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if not value >= 0:
+        raise StoreError(f"the busy timeout must be 0 or more seconds, not {value!r}")
+    return float(value)
+
+
+def pg_connect_args(url: str) -> dict[str, Any]:
+    """libpq options that bound every wait on a PostgreSQL server (see the constants above).
+
+    What the URL itself sets wins; its ``options`` (say, a ``search_path``) are kept and
+    the timeouts appended after them.
+    """
+    idle, interval, count = PG_KEEPALIVES
+    query = make_url(url).query
+    timeouts = f"-c statement_timeout={PG_STATEMENT_TIMEOUT * 1000} -c lock_timeout={PG_LOCK_TIMEOUT * 1000}"
+    given = query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    args = {
+        "connect_timeout": PG_CONNECT_TIMEOUT,
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": count,
+        "tcp_user_timeout": (idle + interval * count) * 1000,
+        "options": f"{given} {timeouts}" if given else timeouts,
+    }
+    return {k: v for k, v in args.items() if k == "options" or k not in query}
+
+
+def create(url: str, *, busy: float | None = None, pooled: bool = True) -> Engine:
+    """An engine with the pragmas and transaction mode convostore relies on.
+
+    ``busy``: the SQLite busy timeout in seconds (default: ``busy_timeout()``).
+    ``pooled=False``: every connect is a fresh connection (the background writer's).
+    """
+    from sqlalchemy.pool import NullPool
+
+    pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.startswith("sqlite"):
         refuse_memory(url)
         path = _sqlite_file(url)
@@ -145,13 +202,14 @@ def create(url: str) -> Engine:
                 pass
             except OSError as exc:
                 raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        wait = busy_timeout(busy)
+        engine = create_engine(url, connect_args={"timeout": wait, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
             # A new file gets 8 KiB pages (a no-op on an existing one): rows of a few KB of
             # raw and normalized JSON pack better, imports run 10-20% faster and files are
             # ~18% smaller, for ~10 µs more per recorded save (bench/bench_record.py).
@@ -173,7 +231,7 @@ def create(url: str) -> Engine:
         return engine
     if url.startswith("postgresql"):
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, connect_args=pg_connect_args(url), **pool)
         except ModuleNotFoundError as exc:
             raise StoreError(
                 f"PostgreSQL needs a driver that is not installed ({exc.name}): pip install 'convostore[postgres]'"
@@ -215,7 +273,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply every migration up to head (idempotent)."""
+    """Apply every migration up to head (idempotent), under a lock: any number of processes
+    may open a new database at once. PostgreSQL: a transaction-scoped advisory lock per
+    schema (the others wait, then find the schema at head); SQLite: the transaction's
+    ``BEGIN IMMEDIATE``. A migration may run long, so it lifts the statement timeout."""
     with _quiet_alembic():  # importing alembic logs its plugins too
         from alembic import command
         from alembic.config import Config
@@ -223,6 +284,9 @@ def upgrade(engine: Engine) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(migrations_dir()))
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('convostore-migrate:' || current_schema()))")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

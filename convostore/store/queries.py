@@ -28,6 +28,9 @@ from .rows import (
     _ROW_FIELDS,
     _SELECT_COLUMNS,
     _TYPED,
+    _blank,
+    _defaults,
+    _encode,
     _utc,
 )
 
@@ -73,6 +76,11 @@ def _order_chain(head_id: str, rows: list[Any], key: Any) -> list[Any]:
     return out
 
 
+#: Seconds a listing (list, tree, search, stats, ...) waits for this Store's queued writes.
+READ_WAIT = 10.0
+#: Seconds ``get`` waits for the writer to link a queued stateless row by its content.
+CONTENT_LINK_WAIT = 1.0
+_FIELD_FOR_COLUMN = {column: field for field, column in _COLUMN_FOR_FIELD.items()}
 _CONV_COUNT = select(func.count()).select_from(T).where(T.c.conversation_id == bindparam("cid"))
 _STATUS = select(T.c.server_state, T.c.expires_at).where(T.c.id == bindparam("iid"))
 
@@ -99,13 +107,123 @@ class Queries(StoreBase):
             setattr(row, attr, _utc(getattr(row, attr)))
         return row
 
+    # --- queued writes (read your own writes) ------------------------------------------
+
+    def _queued(self, interaction_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """``(row, changes)`` still queued for the background writer: the row dict if its
+        save is queued (later queued views and updates merged in), else the fields queued
+        to change on the stored row."""
+        bg = self._bg
+        if bg is None:
+            return None, {}
+        ops = bg.view(interaction_id)
+        if not ops:
+            return None, {}
+        row: dict[str, Any] | None = None
+        changes: dict[str, Any] = {}
+        for op in ops:
+            if op["op"] == "save":
+                if row is None:
+                    row = dict(op["row"])
+                else:  # a later view fills in, never blanks (as the merge does)
+                    row.update((k, v) for k, v in op["row"].items() if not _blank(v))
+            else:
+                changes.update(op["fields"])
+        if row is not None:
+            row.update(changes)
+            return row, {}
+        return None, changes
+
+    def _queued_row(self, row: dict[str, Any]) -> Row:
+        """A queued row dict as a ``Row``; its links as the writer will most likely set them."""
+        values, _ = _encode(row)
+        parent = row.get("parent_id") or row.get("previous_interaction_id")
+        values["parent_id"] = parent
+        values["link"] = row.get("link") or ("server" if parent else "root")
+        values["conversation_id"] = row.get("conversation_id") or self._conversation_of(parent) or row["id"]
+        _defaults(values)
+        fields: dict[str, Any] = {name: values.get(_COLUMN_FOR_FIELD[name]) for name in _ROW_FIELDS}
+        out = Row(**fields, _media=self._media_lookup())
+        for attr in ("created", "updated", "recorded_at", "expires_at"):
+            setattr(out, attr, _utc(getattr(out, attr)))
+        return out
+
+    def _conversation_of(self, parent: str | None) -> str | None:
+        if not parent:
+            return None
+        queued, _ = self._queued(parent)
+        if queued is not None:
+            return self._queued_row(queued).conversation_id
+        cached = self._links.get(parent)
+        if cached is not None:
+            return str(cached.conversation_id)
+        try:
+            with self._connect() as conn:
+                found = conn.execute(select(T.c.conversation_id).where(T.c.id == parent)).scalar()
+        except StoreError:
+            return None
+        return None if found is None else str(found)
+
+    def _with_changes(self, row: Row, changes: dict[str, Any]) -> Row:
+        values, _ = _encode(changes)
+        for col, value in values.items():
+            field = _FIELD_FOR_COLUMN.get(col)
+            if field is not None and field != "id":
+                setattr(row, field, _utc(value) if isinstance(value, datetime) else value)
+        return row
+
+    def _queued_chain(self, interaction_id: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The queued rows at the end of the chain ending at ``interaction_id`` (head first),
+        and the stored ancestor the chain continues from (None: it starts in the queue)."""
+        rows: list[dict[str, Any]] = []
+        current: str | None = interaction_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            queued, _ = self._queued(current)
+            if queued is None:
+                break
+            seen.add(current)
+            rows.append(queued)
+            current = queued.get("parent_id") or queued.get("previous_interaction_id")
+        return rows, current
+
+    def _settle(self) -> None:
+        """Before a listing: give this Store's queued writes up to ``READ_WAIT`` seconds to land."""
+        bg = self._bg
+        if bg is not None and bg.pending():
+            bg.flush(READ_WAIT)
+
+    # --- reads ------------------------------------------------------------------------
+
     def get(self, interaction_id: str) -> Row:
         """One interaction by id, or by a unique id prefix of at least MIN_PREFIX characters.
 
         A prefix that matches several interactions, or a shorter one that matches any,
         raises ``AmbiguousIdError`` naming up to ``CANDIDATES`` of them, so a person can
-        pick one instead of reading "no interaction".
+        pick one instead of reading "no interaction". Rows still queued for the
+        background writer are found by their full id.
         """
+        queued, changes = self._queued(interaction_id)
+        if queued is not None and self._linked_by_content(queued):
+            # Linked by content against what is stored: give the writer a moment to do it exactly.
+            bg = self._bg
+            if bg is not None:
+                bg.flush(CONTENT_LINK_WAIT)
+            queued, changes = self._queued(interaction_id)
+        if queued is not None:
+            return self._queued_row(queued)
+        row = self._get_db(interaction_id)
+        return self._with_changes(row, changes) if changes else row
+
+    @staticmethod
+    def _linked_by_content(row: dict[str, Any]) -> bool:
+        """A stateless call repeating history: its parent is found by content hash on write."""
+        if row.get("parent_id") or row.get("previous_interaction_id") or row.get("link"):
+            return False
+        history, _ = wire.split_history(list(row.get("input_steps") or []))
+        return bool(history)
+
+    def _get_db(self, interaction_id: str) -> Row:
         with self._connect() as conn:
             r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == interaction_id)).first()
             if r is None and 0 < len(interaction_id) <= MAX_PREFIX:
@@ -133,22 +251,42 @@ class Queries(StoreBase):
         by another process is seen once the entry leaves the cache; until then the
         worst case is one request to the server that fails and is rebuilt anyway.
         """
-        cached = self._status.get(interaction_id)
-        if cached is not None:
-            return cached
-        with self._connect() as conn:
-            r = conn.execute(_STATUS, {"iid": interaction_id}).first()
-        if r is None:
-            return None
-        return r[0], _utc(r[1])
+        queued, changes = self._queued(interaction_id)
+        if queued is not None:
+            expires = queued.get("expires_at")
+            return queued.get("server_state"), _utc(expires) if isinstance(expires, datetime) else None
+        status = self._status.get(interaction_id)
+        if status is None:
+            with self._connect() as conn:
+                r = conn.execute(_STATUS, {"iid": interaction_id}).first()
+            if r is None:
+                return None
+            status = r[0], _utc(r[1])
+        if changes:
+            expires = changes.get("expires_at", status[1])
+            status = changes.get("server_state", status[0]), _utc(expires) if isinstance(expires, datetime) else None
+        return status
 
     def exists(self, interaction_id: str) -> bool:
+        if self._queued(interaction_id)[0] is not None:
+            return True
         with self._connect() as conn:
             return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
 
     def chain(self, interaction_id: str) -> list[Row]:
         """The interaction and its ancestors, root first, in one recursive query."""
-        head = self.get(interaction_id)
+        queued, stored = self._queued_chain(interaction_id)
+        if queued:
+            before = self._chain_db(stored) if stored is not None and self._stored(stored) else []
+            return before + [self._queued_row(r) for r in reversed(queued)]
+        return self._chain_db(interaction_id)
+
+    def _stored(self, interaction_id: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
+
+    def _chain_db(self, interaction_id: str) -> list[Row]:
+        head = self._get_db(interaction_id)
         cols = ", ".join(f"i.{c}" for c in T.c.keys())
         sql = text(f"{_ANCESTORS} SELECT {cols} FROM anc JOIN interaction i ON i.id = anc.id").columns(*_TYPED)
         with self._connect() as conn:
@@ -158,6 +296,13 @@ class Queries(StoreBase):
     def chain_links(self, interaction_id: str) -> list[tuple[str, str | None]]:
         """``(id, link)`` of the interaction and its ancestors, root first: a chain's shape
         without its payloads (counting turns, say), in one recursive query."""
+        queued, stored = self._queued_chain(interaction_id)
+        if queued:
+            before = self._chain_links_db(stored) if stored is not None and self._stored(stored) else []
+            return before + [(r.id, r.link) for r in map(self._queued_row, reversed(queued))]
+        return self._chain_links_db(interaction_id)
+
+    def _chain_links_db(self, interaction_id: str) -> list[tuple[str, str | None]]:
         sql = text(f"{_ANCESTORS} SELECT anc.id, anc.parent_id, i.link FROM anc JOIN interaction i ON i.id = anc.id")
         with self._connect() as conn:
             rows = conn.execute(sql, {"id": interaction_id}).all()
@@ -170,8 +315,20 @@ class Queries(StoreBase):
 
         One recursive query over a few columns, no per-row type processing: a
         10,000-turn chain comes back in milliseconds. (``chain`` returns full rows.)
+        Turns still queued for the background writer are included.
         """
-        head = self.get(interaction_id)
+        queued, stored = self._queued_chain(interaction_id)
+        if not queued:
+            return self._chain_turns_db(interaction_id)
+        turns = self._chain_turns_db(stored) if stored is not None and self._stored(stored) else []
+        for r in reversed(queued):
+            row = self._queued_row(r)
+            turns.append(Turn(row.id, row.parent_id, row.model, row.link, row.input_steps, row.output_steps))
+        turns[-1].request = self._queued_row(queued[0]).request
+        return turns
+
+    def _chain_turns_db(self, interaction_id: str) -> list["Turn"]:
+        head = self._get_db(interaction_id)
         with self._connect() as conn:
             # Fast path: walk parents carrying the columns along, bounded by the size of
             # the conversation (a chain longer than that must loop, or cross into another
@@ -200,12 +357,14 @@ class Queries(StoreBase):
         return turns
 
     def children(self, interaction_id: str) -> list[Row]:
+        self._settle()
         with self._connect() as conn:
             rows = conn.execute(select(*_SELECT_COLUMNS).where(T.c.parent_id == interaction_id).order_by(T.c.recorded_at)).all()
         return [self._row(r) for r in rows]
 
     def tree(self, interaction_id: str) -> list[Row]:
         """The whole conversation, parents before children (depth-first), with ``depth`` set."""
+        self._settle()
         row = self.get(interaction_id)
         with self._connect() as conn:
             rows = conn.execute(
@@ -242,6 +401,7 @@ class Queries(StoreBase):
         oldest_first: bool = False,
     ) -> Iterator[Row]:
         """Interactions, newest first, streamed from the database."""
+        self._settle()
         q = select(*_SELECT_COLUMNS)
         conds = []
         if conversation:
@@ -281,6 +441,7 @@ class Queries(StoreBase):
     def conversations(self, *, since: datetime | None = None) -> Iterator[Row]:
         """The newest turn of each original (non-replay) conversation whose newest turn did
         not fail, by latest activity (oldest first): replay's "every conversation"."""
+        self._settle()
         C = summary.C
         q = (
             select(*_SELECT_COLUMNS)
@@ -312,6 +473,7 @@ class Queries(StoreBase):
         ``server_state``, ``label`` as ``KEY`` or ``KEY=VALUE``) and its latest activity
         (``since`` <= it < ``until``). Replayed conversations only with ``replays``.
         """
+        self._settle()
         with self._connect() as conn:
             return summary.conversation_page(
                 conn, self.dialect, limit=limit, after=after, model=model, status=status, server_state=server_state,
@@ -335,6 +497,7 @@ class Queries(StoreBase):
         """
         if order not in ("relevance", "newest"):
             raise StoreError(f"search order is 'relevance' or 'newest', not {order!r}")
+        self._settle()
         words = re.findall(r"\w+", query, flags=re.UNICODE)
         if not words or limit < 1:
             return []
@@ -352,6 +515,7 @@ class Queries(StoreBase):
 
         From the counters the triggers keep (``interaction_count``, ``conversation``):
         a few small reads at any archive size, exact after every write."""
+        self._settle()
         with self._connect() as conn:
             counts = summary.counts(conn)
             media = conn.execute(select(func.count(), func.coalesce(func.sum(M.c.size), 0)).select_from(M)).first()

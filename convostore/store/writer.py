@@ -19,6 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import wire
 from ..errors import ChainCycleError, NotFoundError, StoreError
 from . import summary
+from . import engine as _engine
+from . import spool as _spool
+from .background import BackgroundWriter
 from .base import _reason
 from .queries import Queries
 from .rows import (
@@ -479,18 +482,33 @@ class Writes(Queries):
 
     def update(self, interaction_id: str, **fields_: Any) -> Row:
         """Change stored fields of one interaction (row-dict keys, e.g. ``status``, ``labels``)."""
+        if self._queued_ops(interaction_id):
+            self.update_later(interaction_id, fields_)  # its save is still queued: keep the order
+            return self.get(interaction_id)
         self._status.pop(interaction_id, None)
         self._links.pop(interaction_id, None)
         with self._begin() as conn:
-            values = self._values(fields_, conn)
-            values.pop("id", None)
-            result = conn.execute(update(T).where(T.c.id == interaction_id).values(**values)) if values else None
-            if result is not None and result.rowcount == 0:
+            if not self._update_in(conn, interaction_id, fields_):
                 raise NotFoundError(f"no interaction {interaction_id!r} in {self.display_url}")
         return self.get(interaction_id)
 
+    def _update_in(self, conn: Connection, interaction_id: str, fields_: Mapping[str, Any]) -> bool:
+        """The UPDATE of ``update``; False when no such row is stored."""
+        values = self._values(fields_, conn)
+        values.pop("id", None)
+        if not values:
+            return True
+        return conn.execute(update(T).where(T.c.id == interaction_id).values(**values)).rowcount != 0
+
     def mark_server_state(self, interaction_id: str, state: str) -> None:
-        """Record what the server knows of an interaction: live, expired, deleted, not_stored."""
+        """Record what the server knows of an interaction: live, expired, deleted, not_stored.
+
+        While this Store runs a background writer (a recorder without ``strict``), the
+        mark is queued behind its saves, so the resume path never waits on the database.
+        """
+        if self._bg is not None and (self._queued_ops(interaction_id) or self.exists(interaction_id)):
+            self.update_later(interaction_id, {"server_state": state})
+            return
         self._status.pop(interaction_id, None)
         with self._begin() as conn:
             result = conn.execute(update(T).where(T.c.id == interaction_id).values(server_state=state))
@@ -505,3 +523,106 @@ class Writes(Queries):
             state = values.get("server_state")
             expires = values.get("expires_at")
             self._status[iid] = (state, _utc(expires) if isinstance(expires, datetime) else None)
+
+    # --- the background writer ---------------------------------------------------------
+
+    def _background(self) -> BackgroundWriter:
+        bg = self._bg
+        if bg is None:
+            self.engine  # a closed store refuses here, not in the writer thread
+            bg = self._bg = BackgroundWriter(self)
+        return bg
+
+    def save_later(self, row: Mapping[str, Any]) -> None:
+        """Queue a save for the background writer and return at once: the recorder's hot path.
+
+        The row is in the database within milliseconds while it answers; else it is
+        appended to the spool file (fsynced) within ``SPOOL_AFTER`` seconds and written
+        when the database is back. Reads of this Store see it meanwhile (``get``,
+        ``exists``, ``server_status``, ``chain``, ``chain_turns``).
+        """
+        if not row.get("id"):
+            raise StoreError("an interaction needs an id")
+        self._background().submit({"op": "save", "id": row["id"], "row": dict(row)})
+
+    def update_later(self, interaction_id: str, fields_: Mapping[str, Any]) -> None:
+        """Queue ``update(interaction_id, **fields_)`` behind the saves already queued (a missing id is skipped)."""
+        self._background().submit({"op": "update", "id": interaction_id, "fields": dict(fields_)})
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued write is in the database; False if ``timeout`` seconds passed first."""
+        return True if self._bg is None else self._bg.flush(timeout)
+
+    def _queued_ops(self, interaction_id: str) -> list[dict[str, Any]]:
+        return [] if self._bg is None else self._bg.view(interaction_id)
+
+    def _apply(self, op: Mapping[str, Any], bg: BackgroundWriter) -> None:
+        """One queued operation against the database (the writer thread); raises while it refuses."""
+        if self.dialect == "sqlite":
+            if op["op"] == "save":
+                self.save_quiet(op["row"])
+                return
+            self._status.pop(op["id"], None)
+            with self._begin() as conn:
+                self._apply_in(conn, op)
+            return
+        conn = self._bg_connection()
+        bg.busy(conn.connection.driver_connection)
+        try:
+            with conn.begin():
+                self._apply_in(conn, op)
+        except BaseException:
+            self._bg_conn = None
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+            raise
+        finally:
+            bg.busy(None)
+
+    def _bg_connection(self) -> Connection:
+        """PostgreSQL: the writer thread's own connection, from an unpooled engine (a fresh
+        connect is bounded by the connect timeout; a pooled one's ping might not be)."""
+        if self._bg_conn is None:
+            if self._bg_engine is None:
+                self._bg_engine = _engine.create(self.url, busy=self.busy_timeout, pooled=False)
+            try:
+                self._bg_conn = self._bg_engine.connect()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
+        conn: Connection = self._bg_conn
+        return conn
+
+    def _apply_in(self, conn: Connection, op: Mapping[str, Any]) -> None:
+        if op["op"] == "save":
+            self._save(conn, op["row"])
+        elif op["op"] == "update":
+            self._status.pop(op["id"], None)
+            self._links.pop(op["id"], None)
+            self._update_in(conn, op["id"], op["fields"])  # a row not stored is not ours to track
+
+    def replay_spool(self) -> int:
+        """Write the operations that processes which ended left in this archive's spool
+        (each file all-or-nothing, then deleted); returns how many were written.
+
+        Raises ``StoreError`` when the database still refuses them: they stay spooled.
+        Replaying twice is harmless (rows are keyed by id).
+        """
+        written = 0
+        for path, fd in _spool.orphans(_spool.spool_dir(self.url)):
+            try:
+                ops = _spool.read_ops(path)
+                if ops:
+                    with self._begin() as conn:
+                        for op in ops:
+                            self._apply_in(conn, op)
+            except (SQLAlchemyError, StoreError) as exc:
+                _spool.release(path, fd, remove=False)
+                raise StoreError(f"cannot write spooled rows from {path} to {self.display_url}: {_reason(exc)}; they stay spooled") from exc
+            except BaseException:
+                _spool.release(path, fd, remove=False)
+                raise
+            _spool.release(path, fd, remove=True)
+            written += len(ops)
+        return written
