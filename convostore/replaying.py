@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ class ReplayRun:
     created_at: datetime | None = None
     finished_at: datetime | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    heartbeat_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The run as plain JSON-safe values (times as ISO 8601 strings)."""
@@ -64,6 +66,7 @@ class ReplayRun:
             "settings": self.settings,
             "created_at": _iso(self.created_at),
             "finished_at": _iso(self.finished_at),
+            "heartbeat_at": _iso(self.heartbeat_at),
             "summary": self.summary,
         }
 
@@ -102,18 +105,38 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def heartbeat_interval() -> float:
+    """Seconds between a live replay's heartbeats (``CONVOSTORE_HEARTBEAT_S``, default 5)."""
+    try:
+        return max(0.05, float(os.environ.get("CONVOSTORE_HEARTBEAT_S", "5")))
+    except ValueError:
+        return 5.0
+
+
+def _alive(row: Any, now: datetime | None = None) -> bool:
+    """A ``running`` run whose heartbeat (or, before any, its start) is recent enough to be live."""
+    beat = getattr(row, "heartbeat_at", None) or row.created_at
+    if beat is None:
+        return False
+    return ((now or _now()) - beat).total_seconds() < 4 * heartbeat_interval()
+
+
 def _run_from_row(row: Any) -> ReplayRun:
     settings = dict(row.settings or {})
+    status = row.status
+    if status == "running" and not _alive(row):
+        status = "interrupted"  # its process died without a word: see replay(resume_run=...)
     return ReplayRun(
         id=row.id,
         model=row.model,
         mode=row.mode,
-        status=row.status,
+        status=status,
         heads=list(settings.get("heads") or [row.source_head_id]),
         settings=settings,
         created_at=row.created_at,
         finished_at=row.finished_at,
         summary=dict(row.summary or {}),
+        heartbeat_at=getattr(row, "heartbeat_at", None),
     )
 
 
@@ -448,6 +471,9 @@ def replay(
     """
     if resume_run:
         run = _run_from_row(store.get_run(resume_run))
+        if run.status == "running":
+            raise ConvostoreError(f"run {run.id} is still running in another process (heartbeat within "
+                                  f"{4 * heartbeat_interval():g} s); resume it once that process has stopped")
         if client is None:
             client = _default_client(store)
     else:
@@ -496,7 +522,8 @@ def replay(
 
     if progress:
         progress(finished[0], total)
-    store.update_run(run.id, status="running")
+    store.update_run(run.id, status="running", heartbeat_at=_now())
+    beat = _Heartbeat(store, run.id)
     outcomes: list[_Outcome] = []
     started = time.perf_counter()
     status = "completed"
@@ -527,8 +554,31 @@ def replay(
         }
         if status == "completed" and counts.get("failed"):
             status = "completed_with_failures"
+        beat.stop()
         store.update_run(run.id, status=status, finished_at=_now(), summary=summary)
     return _run_from_row(store.get_run(run.id))
+
+
+class _Heartbeat:
+    """Writes ``heartbeat_at`` every ``heartbeat_interval()`` seconds, so a dead run shows as interrupted."""
+
+    def __init__(self, store: "Store", run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"convostore-heartbeat-{run_id}", daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(heartbeat_interval()):
+            try:
+                self.store.update_run(self.run_id, heartbeat_at=_now())
+            except Exception as exc:  # noqa: BLE001 - a missed beat must not stop the run
+                log.warning("replay %s: heartbeat not written: %s", self.run_id, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 def _run_bounded(tasks: Iterator[Callable[[], list[_Outcome]]], concurrency: int, outcomes: list[_Outcome]) -> None:
@@ -562,3 +612,15 @@ def get_run(store: "Store", run_id: str) -> ReplayRun:
         return _run_from_row(store.get_run(run_id))
     except NotFoundError:
         raise NotFoundError(f"no replay run {run_id!r}") from None
+
+
+def delete_run(store: "Store", run_id: str) -> int:
+    """Delete a run and the interactions it recorded (its replayed turns and judge calls); how many rows went.
+
+    A run still running in another process is refused: its next turn would land in a run
+    that no longer exists.
+    """
+    run = get_run(store, run_id)
+    if run.status == "running":
+        raise ConvostoreError(f"run {run_id} is still running in another process; delete it once that process has stopped")
+    return store.delete_run(run_id)

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import convostore
+import convostore.errors
 from convostore.cli import cli
 from convostore.errors import MissingAPIKeyError
 from convostore.replaying import list_runs, replay
@@ -97,3 +98,90 @@ def test_run_to_json_is_a_string_and_to_dict_plain(client, store):
     assert isinstance(run.to_json(), str)
     assert orjson.loads(run.to_json()) == run.to_dict()
     assert isinstance(run.to_dict()["finished_at"], str)
+
+
+def test_a_killed_replay_shows_interrupted_and_resume_finishes_it(sqlite_store, monkeypatch):
+    """SIGKILL leaves no chance to write a status: the stale heartbeat tells, and --resume continues."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    from google import genai
+    from google.genai import types
+
+    from convostore.replaying import get_run
+    from convostore.sandbox import Sandbox
+
+    monkeypatch.setenv("CONVOSTORE_HEARTBEAT_S", "0.25")
+    with Sandbox(latency=400) as sb:
+        rc = convostore.record(genai.Client(api_key="k", http_options=types.HttpOptions(base_url=sb.base_url)), store=sqlite_store)
+        prev = None
+        for i in range(6):
+            kwargs = {"previous_interaction_id": prev} if prev else {}
+            prev = rc.interactions.create(model=SOURCE, input=f"turn {i}: my name is Ada", **kwargs).id
+        env = dict(os.environ, GEMINI_API_KEY="k", GOOGLE_GEMINI_BASE_URL=sb.base_url)
+        db = ["--db", sqlite_store.path]
+        proc = subprocess.Popen([sys.executable, "-m", "convostore", *db, "replay", prev, "-m", TARGET, "-j", "1"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            run_id = None
+            while time.monotonic() < deadline:  # two answers, and alive past the stale window: only beats say so
+                runs = list_runs(sqlite_store)
+                if runs and len(list(sqlite_store.list(replay_run_id=runs[0].id))) >= 2:
+                    age = (datetime.now(timezone.utc) - runs[0].created_at).total_seconds()
+                    if age > 4 * 0.25 + 0.3:
+                        run_id = runs[0].id
+                        break
+                time.sleep(0.05)
+            assert run_id is not None and get_run(sqlite_store, run_id).status == "running"
+            with pytest.raises(convostore.errors.ConvostoreError, match="still running"):
+                replay(sqlite_store, resume_run=run_id, client=rc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        deadline = time.monotonic() + 30
+        while get_run(sqlite_store, run_id).status != "interrupted" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runner = CliRunner()
+        res = runner.invoke(cli, [*db, "runs"], env={"COLUMNS": "150"})
+        assert "interrupted" in res.output.splitlines()[2]
+        sent_before = sum(1 for b in sb.requests if b.get("model") == TARGET)
+        done_before = {r.source_id for r in sqlite_store.list(replay_run_id=run_id) if r.status == "completed"}
+        res = runner.invoke(cli, [*db, "replay", "--resume", run_id], env={"GEMINI_API_KEY": "k", "GOOGLE_GEMINI_BASE_URL": sb.base_url})
+        assert res.exit_code == 0, res.output
+        assert get_run(sqlite_store, run_id).status == "completed"
+        assert sum(1 for b in sb.requests if b.get("model") == TARGET) - sent_before == 6 - len(done_before)
+
+
+def test_runs_delete_removes_the_run_and_its_rows_only(client, store, sandbox, monkeypatch):
+    from convostore.replaying import delete_run, get_run
+
+    rc, heads = _seed(client, store)
+    keep = replay(store, heads, model=TARGET, client=rc)
+    gone = replay(store, heads, model="gemini-3-flash-preview", client=rc)
+    originals = sorted(r.id for r in store.list(replays=False))
+    assert delete_run(store, gone.id) == 4
+    assert [r.id for r in list_runs(store)] == [keep.id]
+    assert list(store.list(replay_run_id=gone.id)) == []
+    assert len(list(store.list(replay_run_id=keep.id))) == 4
+    assert sorted(r.id for r in store.list(replays=False)) == originals
+    with pytest.raises(convostore.errors.NotFoundError):
+        get_run(store, gone.id)
+    live = store.create_run(id="run-live", source_head_id=heads[0], model=TARGET, mode="forced",
+                            settings={"heads": [heads[0]]}, status="running")  # another process, beating now
+    with pytest.raises(convostore.errors.ConvostoreError, match="still running"):
+        delete_run(store, live.id)
+
+
+def test_runs_delete_from_the_cli(client, sqlite_store, cli_env):
+    rc, heads = _seed(client, sqlite_store)
+    run = replay(sqlite_store, heads[0], model=TARGET, client=rc)
+    runner = CliRunner()
+    res = runner.invoke(cli, [*cli_env, "runs", "delete", run.id])
+    assert res.exit_code == 0 and f"deleted {run.id} and its 2 replayed interactions" in res.output
+    res = runner.invoke(cli, [*cli_env, "runs", "delete", run.id])
+    assert res.exit_code == 1 and res.stderr.strip() == f"Error: no replay run {run.id!r}"

@@ -81,11 +81,13 @@ def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode
         sys.exit(1)
 
 
-@cli.command("runs")
+@cli.group("runs", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run, one per line.")
 @click.pass_context
 def runs_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List replay runs, newest first."""
+    """List replay runs, newest first (a dead run's status is `interrupted`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..replaying import list_runs
     from ..report import runs_table
 
@@ -95,6 +97,19 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
             click.echo(orjson.dumps(run.to_dict()).decode())
     else:
         click.echo(runs_table(runs))
+
+
+@runs_cmd.command("delete")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.pass_context
+def runs_delete_cmd(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
+    """Delete replay runs and every interaction they recorded."""
+    from ..replaying import delete_run
+
+    store = open_store(ctx)
+    for run_id in run_ids:
+        removed = delete_run(store, run_id)
+        click.echo(f"deleted {run_id} and its {removed} replayed interactions")
 
 
 @cli.command("compare")

@@ -25,7 +25,7 @@ from ..errors import StoreError
 from ..private import make_private_dirs, tighten_dir
 
 #: The newest migration. A test checks it against migrations/versions.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 #: Page size of new SQLite files.

@@ -90,6 +90,7 @@ class ReplayRun(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     finished_at: Optional[datetime] = Field(default=None, sa_column=_ts())
     summary: Optional[str] = Field(default=None, sa_type=Text)
+    heartbeat_at: Optional[datetime] = Field(default=None, sa_column=_ts())  # 0007: a live replay writes it every few seconds
 
 
 class ImportJournal(SQLModel, table=True):

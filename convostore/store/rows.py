@@ -313,6 +313,7 @@ class Run:
     created_at: datetime | None
     finished_at: datetime | None
     summary: dict[str, Any]
+    heartbeat_at: datetime | None = None
 
 
 _COLUMN_FOR_FIELD = {name: {"input_steps_json": "input_steps", "output_steps_json": "output_steps", "labels_json": "labels", "error_json": "error"}.get(name, name) for name in _ROW_FIELDS}

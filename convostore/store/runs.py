@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from ..errors import NotFoundError
 from .base import StoreBase
-from .rows import R, Run, _RUN_JSON, _dumps, _utc
+from .rows import R, T, Run, _RUN_JSON, _dumps, _utc
 
 
 class Runs(StoreBase):
@@ -34,7 +34,8 @@ class Runs(StoreBase):
         m = dict(r._mapping)
         for k in _RUN_JSON:
             m[k] = orjson.loads(m[k]) if m[k] else {}
-        m["created_at"], m["finished_at"] = _utc(m["created_at"]), _utc(m["finished_at"])
+        for k in ("created_at", "finished_at", "heartbeat_at"):
+            m[k] = _utc(m.get(k))
         return Run(**m)
 
     def get_run(self, run_id: str) -> Run:
@@ -47,3 +48,12 @@ class Runs(StoreBase):
     def list_runs(self) -> list[Run]:
         with self._connect() as conn:
             return [self._run(r) for r in conn.execute(select(R).order_by(R.c.created_at.desc(), R.c.id.desc())).all()]
+
+    def delete_run(self, run_id: str) -> int:
+        """Remove a run and every interaction recorded for it, in one transaction; the rows removed."""
+        with self._begin() as conn:
+            removed = conn.execute(delete(T).where(T.c.replay_run_id == run_id)).rowcount
+            if conn.execute(delete(R).where(R.c.id == run_id)).rowcount == 0:
+                raise NotFoundError(f"no replay run {run_id!r}")
+        return int(removed)
+
