@@ -339,6 +339,7 @@ RUN = obj(
         "created_at": iso_time,
         "finished_at": nullable(iso_time),
         "summary": nullable(ANY_OBJECT),
+        "heartbeat_at": nullable(iso_time),  # schema 0007
     },
     required=("id", "mode", "status", "created_at"),
 )

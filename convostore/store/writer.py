@@ -306,7 +306,7 @@ class Writer:
         if self.conn.execute(select(R.c.id).where(R.c.id == run["id"])).first() is not None:
             return False
         values = {k: (_dumps(v) if k in _RUN_JSON else v) for k, v in run.items() if k in R.c}
-        for key in ("created_at", "finished_at"):
+        for key in ("created_at", "finished_at", "heartbeat_at"):
             if isinstance(values.get(key), str):
                 from ..records import parse_time
 
