@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -113,8 +114,23 @@ def heartbeat_interval() -> float:
         return 5.0
 
 
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def _alive(row: Any, now: datetime | None = None) -> bool:
-    """A ``running`` run whose heartbeat (or, before any, its start) is recent enough to be live."""
+    """A ``running`` run whose heartbeat (or, before any, its start) is recent enough to be live.
+
+    On the machine that runs it, a process that is gone settles it at once.
+    """
+    owner = (row.settings or {}).get("owner") or {}
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass  # exists, owned by someone else
     beat = getattr(row, "heartbeat_at", None) or row.created_at
     if beat is None:
         return False
@@ -522,7 +538,7 @@ def replay(
 
     if progress:
         progress(finished[0], total)
-    store.update_run(run.id, status="running", heartbeat_at=_now())
+    store.update_run(run.id, status="running", heartbeat_at=_now(), settings={**run.settings, "owner": _owner()})
     beat = _Heartbeat(store, run.id)
     outcomes: list[_Outcome] = []
     started = time.perf_counter()
