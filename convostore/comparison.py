@@ -34,10 +34,13 @@ JSON_VERSION = 1
 class Scorer(Protocol):
     """Grades replayed answers against the originals (``convostore.judging.Judge``)."""
 
+    requests: int
+    cached: int
+
     model: str
 
-    def grade(self, pairs: Sequence[tuple[str, str, str]]) -> list[tuple[float | None, str | None]]:
-        """For each (question, original answer, replayed answer): a 0..1 score and a one-line reason."""
+    def grade(self, items: Sequence[tuple[str, str, str, str | None, str | None]]) -> list[tuple[float | None, str | None]]:
+        """Per (question, original, replayed answer, run id, replayed id): a 0..1 score and a one-line reason."""
         ...
 
 
@@ -331,17 +334,16 @@ class Comparison:
         """One conversation turn by turn, read from the store (and judged, when a judge is set)."""
         runs = self._runs_of(head_id)
         turns = source_turns(self.store, head_id)
-        answers: dict[str, dict[str, Any]] = {}
-        for run in runs:
-            best: dict[str, Any] = {}
-            for row in self.store.list(conversation=f"replay:{run.id}:{head_id}", oldest_first=True):
-                if row.source_id is None:  # not a replayed turn: nothing to compare it with
+        answers: dict[str, dict[str, Any]] = {run.id: {} for run in runs}
+        if runs:  # every run's answers to this conversation in one read
+            for row in self.store.list(conversation=[f"replay:{run.id}:{head_id}" for run in runs], oldest_first=True):
+                best = answers.get(row.replay_run_id or "")
+                if best is None or row.link == "judge":
                     continue
                 prev = best.get(row.source_id)
                 # The completed answer over a failed attempt; the last continuation hop over earlier ones.
                 if prev is None or prev.status == "failed" or row.status != "failed":
                     best[row.source_id] = row
-            answers[run.id] = best
         out: list[TurnComparison] = []
         for turn in turns:
             src = turn.source
@@ -387,7 +389,7 @@ class Comparison:
         todo: list[tuple[TurnComparison, str]] = [
             (t, k) for t in turns for k, a in t.replays.items() if a.answered and a.text and t.original.text
         ]
-        grades = self.judge.grade([(t.input_text, t.original.text, t.replays[k].text) for t, k in todo])
+        grades = self.judge.grade([(t.input_text, t.original.text, t.replays[k].text, k, t.replays[k].id) for t, k in todo])
         for (t, k), (score, reason) in zip(todo, grades):
             t.replays[k].judge_score, t.replays[k].judge_reason = score, reason
 

@@ -120,12 +120,14 @@ def runs_delete_cmd(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "html"]), default="table", show_default=True, help="Output format; html is one self-contained file.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="A price table (JSON, as convostore/data/prices.json) over the shipped one; default $CONVOSTORE_PRICES.")
+@click.option("--judge", "judge_model", metavar="MODEL", help="Have MODEL grade each replayed answer against the original (cached in the archive; sandbox-judge offline).")
+@click.option("--rubric", type=click.Path(dir_okay=False), help="The judge's grading instructions, from FILE (default: sameness of facts, names, calls).")
 @click.option("--fail-under", type=float, metavar="SCORE", help="Exit 1 when a run's mean score (judge, else similarity) is under SCORE.")
 @click.option("--max-failed", type=click.IntRange(0), metavar="N", help="Exit 1 when a run has more than N failed or missing turns.")
 @click.option("--max-p95-latency", type=float, metavar="MS", help="Exit 1 when a run's p95 latency is over MS milliseconds.")
 @click.option("--max-cost", type=float, metavar="USD", help="Exit 1 when a run cost more than USD (or its cost is unknown).")
 @click.pass_context
-def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | None, since: str | None, conversation: str | None, fmt: str, output: str | None, prices: str | None, fail_under: float | None, max_failed: int | None, max_p95_latency: float | None, max_cost: float | None) -> None:
+def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | None, since: str | None, conversation: str | None, fmt: str, output: str | None, prices: str | None, judge_model: str | None, rubric: str | None, fail_under: float | None, max_failed: int | None, max_p95_latency: float | None, max_cost: float | None) -> None:
     """Compare replay RUNs (or the conversation of an interaction ID) with the originals."""
     from ..comparison import compare, gate
     from ..prices import load_prices
@@ -133,8 +135,18 @@ def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | N
 
     if not refs and not source_model and not since:
         raise click.UsageError("give RUN ids, an interaction ID, or --source-model/--since")
-    c = compare(open_store(ctx), *refs, source_model=source_model, since=_since(since) if since else None,
-                conversation=conversation, prices=load_prices(prices))
+    store = open_store(ctx)
+    judge = None
+    if judge_model:
+        from ..client import make_client
+        from ..judging import Judge, read_rubric
+
+        judge = Judge(store, judge_model, client=make_client(store), rubric=read_rubric(rubric))
+    elif rubric:
+        raise click.UsageError("--rubric needs --judge MODEL")
+    c = compare(store, *refs, source_model=source_model, since=_since(since) if since else None,
+                conversation=conversation, prices=load_prices(prices), judge=judge)
+
     if output:
         from ..private import open_private
 
@@ -143,6 +155,8 @@ def compare_cmd(ctx: click.Context, refs: tuple[str, ...], source_model: str | N
         click.echo(f"wrote {output}", err=True)
     else:
         write(c, sys.stdout, fmt)
+    if judge is not None:
+        click.echo(f"judge {judge.model}: {judge.requests} requests sent", err=True)
     missed = gate(c, fail_under=fail_under, max_failed=max_failed, max_p95_latency_ms=max_p95_latency, max_cost_usd=max_cost)
     for line in missed:
         click.echo(f"gate: {line}", err=True)

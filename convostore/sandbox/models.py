@@ -13,6 +13,9 @@ Triggers (in the user's text):
   ``requires_continuation`` with a ``continuation_token`` N times).
 - Thinking models (names starting ``gemini-3``) emit a ``thought`` step with a
   deterministic ``signature`` before the answer.
+- Judge models (names containing ``judge``, e.g. ``sandbox-judge``) grade the
+  ``<original>`` and ``<replay>`` sections of the prompt ``convostore.judging`` sends:
+  ``{"score": <word similarity>, "reason": "..."}``, the same for the same pair.
 """
 
 from __future__ import annotations
@@ -56,8 +59,28 @@ def continuation_count(context: list[dict[str, Any]]) -> int:
     return int(match.group(1)) if match else 0
 
 
+_SECTION = re.compile(r"<(original|replay)>\n(.*?)\n</\1>", re.S)
+
+
+def judge(prompt: str) -> str:
+    """A deterministic grade: the word similarity of the prompt's original and replay, as JSON."""
+    import difflib
+
+    import orjson
+
+    parts = {m.group(1): m.group(2) for m in _SECTION.finditer(prompt)}
+    a, b = parts.get("original", "").split(), parts.get("replay", "").split()
+    score = round(difflib.SequenceMatcher(None, a, b, autojunk=False).ratio(), 2) if (a or b) else 1.0
+    same = sum(block.size for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks())
+    reason = f"{same} of {max(len(a), len(b))} words in the same order as the original"
+    return orjson.dumps({"score": score, "reason": reason}).decode()
+
+
 def answer(model: str, context: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
     """Output steps and status for ``context`` (all prior steps plus the new input)."""
+    if "judge" in model:
+        _, new = wire.split_history(context)
+        return [{"type": "model_output", "content": [{"type": "text", "text": judge(wire.input_text(new))}]}], "completed"
     user_texts = [wire.input_text([s]) for s in context if s.get("type") == "user_input"]
     _, new = wire.split_history(context)
     question = wire.input_text(new)

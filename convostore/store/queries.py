@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -389,7 +389,7 @@ class Queries(StoreBase):
     def list(
         self,
         *,
-        conversation: str | None = None,
+        conversation: str | Sequence[str] | None = None,
         model: str | None = None,
         status: str | None = None,
         server_state: str | None = None,
@@ -400,12 +400,14 @@ class Queries(StoreBase):
         limit: int | None = None,
         oldest_first: bool = False,
     ) -> Iterator[Row]:
-        """Interactions, newest first, streamed from the database."""
+        """Interactions, newest first, streamed from the database (``conversation``: one id or several)."""
         self._settle()
         q = select(*_SELECT_COLUMNS)
         conds = []
-        if conversation:
+        if isinstance(conversation, str):
             conds.append(T.c.conversation_id == conversation)
+        elif conversation:
+            conds.append(T.c.conversation_id.in_(list(conversation)))
         if model:
             conds.append(T.c.model == model)
         if status:
