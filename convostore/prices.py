@@ -145,3 +145,29 @@ def load_prices(path: str | os.PathLike[str] | None = None) -> PriceTable:
         return table
     extra = parse_prices(_read(override), os.fspath(override))
     return PriceTable({**table.models, **extra.models}, extra.taken or table.taken, extra.source or table.source)
+
+
+def usage_cost(table: PriceTable, usage: dict[str, Any]) -> float | None:
+    """USD for one ``Store.usage()`` line (a model's token sums), or None when it cannot be known.
+
+    Unknown: no price for the model, cached tokens without a cached price, or a prompt
+    past the model's long-context threshold (sums cannot tell which calls were dearer).
+    """
+    price = table.price(usage.get("model"))
+    if price is None:
+        return None
+    if price.long_above is not None and usage.get("max_input", 0) > price.long_above:
+        return None
+    return table.cost(usage.get("model"), input_tokens=usage.get("input", 0), output_tokens=usage.get("output", 0),
+                      thought_tokens=usage.get("thought", 0), cached_tokens=usage.get("cached", 0))
+
+
+def cost_summary(table: PriceTable, usage: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model: calls, tokens and cost; the total (None if any model's cost is unknown)."""
+    models = []
+    total: float | None = 0.0
+    for u in sorted(usage, key=lambda u: str(u.get("model"))):
+        cost = usage_cost(table, u)
+        models.append({**{k: v for k, v in u.items() if k != "run"}, "cost_usd": cost})
+        total = None if cost is None or total is None else total + cost
+    return {"prices_taken": table.taken, "models": models, "cost_usd": total}

@@ -640,3 +640,18 @@ def delete_run(store: "Store", run_id: str) -> int:
     if run.status == "running":
         raise ConvostoreError(f"run {run_id} is still running in another process; delete it once that process has stopped")
     return store.delete_run(run_id)
+
+
+def run_costs(store: "Store", prices: Any = None) -> dict[str, float | None]:
+    """Each run's cost in USD (its replayed turns and judge calls), None when unknown."""
+    from .prices import load_prices, usage_cost
+
+    table = prices or load_prices()
+    out: dict[str, float | None] = {}
+    for u in store.usage(by_run=True):
+        if u["run"] is None:
+            continue
+        cost = usage_cost(table, u)
+        prev = out.get(u["run"], 0.0)
+        out[u["run"]] = None if cost is None or prev is None else prev + cost
+    return out

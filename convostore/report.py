@@ -379,8 +379,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
-def runs_table(runs: Sequence["ReplayRun"], width: int | None = None) -> str:
-    """Replay runs, one line each: what ran, how it went."""
+def runs_table(runs: Sequence["ReplayRun"], width: int | None = None, costs: dict[str, float | None] | None = None) -> str:
+    """Replay runs, one line each: what ran, how it went, what it cost (``costs`` by run id)."""
     if not runs:
         return "no replay runs"
     rows = []
@@ -389,7 +389,7 @@ def runs_table(runs: Sequence["ReplayRun"], width: int | None = None) -> str:
         v = s.get("verdicts") or {}
         rows.append([
             run.id,
-            f"{run.created_at:%Y-%m-%d %H:%M}" if run.created_at else "-",
+            f"{run.created_at:%m-%d %H:%M}" if run.created_at else "-",
             run.status,
             f"{run.model} ({run.mode})",
             str(s.get("conversations", len(run.heads))),
@@ -397,6 +397,7 @@ def runs_table(runs: Sequence["ReplayRun"], width: int | None = None) -> str:
             str(v.get("ok", 0)),
             str(v.get("diverged", 0)),
             str(v.get("failed", 0)),
+            usd((costs or {}).get(run.id)),
         ])
-    headers = ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed"]
-    return text_table(headers, rows, width, right=(4, 5, 6, 7, 8), flex=(0, 3, 1))
+    headers = ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed", "cost"]
+    return text_table(headers, rows, width, right=(4, 5, 6, 7, 8, 9), flex=(3, 2))

@@ -173,3 +173,41 @@ def test_a_markdown_cell_never_breaks_its_row(text):
 def test_a_text_table_never_exceeds_its_width(rows, width):
     out = text_table(["a", "bb", "ccc"], rows, width=width)
     assert all(len(line) <= width for line in out.splitlines())
+
+
+@given(st.lists(st.sampled_from("a b c d e f the cat sat".split()), max_size=40),
+       st.lists(st.sampled_from("a b c d e f the cat sat".split()), max_size=40))
+def test_similarity_is_the_longest_common_word_run_ratio(x, y):
+    import difflib
+
+    from convostore.comparison import similarity
+
+    a, b = " ".join(x), " ".join(y)
+    s = similarity(a, b)
+    assert s == similarity(b, a) and 0.0 <= s <= 1.0
+    assert (s == 1.0) == (x == y)
+    # An exact LCS: never below difflib's greedy blocks, and equal to a plain dynamic programme.
+    assert s >= round(difflib.SequenceMatcher(None, x, y, autojunk=False).ratio(), 3)
+    table = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+    for i in range(len(x)):
+        for j in range(len(y)):
+            table[i + 1][j + 1] = table[i][j] + 1 if x[i] == y[j] else max(table[i][j + 1], table[i + 1][j])
+    assert s == (1.0 if not x and not y else round(2 * table[-1][-1] / (len(x) + len(y)), 3))
+
+
+def test_stats_and_runs_show_cost_and_say_when_unknown(runs):
+    store, _, _, a, b = runs
+    from convostore.comparison import compare as compare_
+
+    runner = CliRunner()
+    db = ["--db", store.path]
+    res = runner.invoke(cli, [*db, "stats", "--json"])
+    cost = orjson.loads(res.stdout)["cost"]
+    by_model = {m["model"]: m for m in cost["models"]}
+    assert by_model["model-without-a-price"]["cost_usd"] is None and cost["cost_usd"] is None
+    assert by_model["gemini-2.5-pro"]["cost_usd"] == pytest.approx(compare_(store, a.id).totals()[a.id]["cost_usd"])
+    res = runner.invoke(cli, [*db, "stats"])
+    assert "cost: cost unknown (" in res.stdout and "gemini-2.5-pro: $0.0" in res.stdout
+    res = runner.invoke(cli, [*db, "runs", "--json"])
+    costs = {r["id"]: r["cost_usd"] for r in map(orjson.loads, res.stdout.splitlines())}
+    assert costs[b.id] is None and costs[a.id] == pytest.approx(by_model["gemini-2.5-pro"]["cost_usd"])

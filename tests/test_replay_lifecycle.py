@@ -71,14 +71,14 @@ def test_runs_prints_a_table_and_json_lines(client, sqlite_store, cli_env):
     res = runner.invoke(cli, [*cli_env, "runs"], env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.output
     header, rule, line = res.output.splitlines()[:3]
-    assert header.split() == ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed"]
+    assert header.split() == ["run", "created", "status", "model", "convs", "turns", "ok", "diverged", "failed", "cost"]
     assert set(rule.replace(" ", "")) == {"-"}
     assert line.split()[0] == run.id and "completed" in line and f"{TARGET} (forced)" in line
-    assert line.split()[-5:] == ["2", "4", "4", "0", "0"]
+    assert line.split()[-6:-1] == ["2", "4", "4", "0", "0"] and line.split()[-1].startswith("$0.0")
     assert "{" not in res.output  # no Python dict
     res = runner.invoke(cli, [*cli_env, "runs", "--json"])
     rows = [orjson.loads(x) for x in res.output.splitlines()]
-    assert [r["id"] for r in rows] == [run.id]
+    assert [r["id"] for r in rows] == [run.id] and rows[0]["cost_usd"] > 0
     assert rows[0]["summary"]["verdicts"] == {"ok": 4} and rows[0]["created_at"].startswith("20")
 
 

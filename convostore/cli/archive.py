@@ -109,17 +109,27 @@ def search_cmd(ctx: click.Context, text: str, limit: int, newest: bool, as_json:
 
 @cli.command("stats")
 @_json_option
+@click.option("--prices", type=click.Path(dir_okay=False), help="A price table (JSON) over the shipped one; default $CONVOSTORE_PRICES.")
 @click.pass_context
-def stats_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Counts by model, status and server state; tokens; the archive's size."""
-    stats = open_store(ctx).stats()
+def stats_cmd(ctx: click.Context, as_json: bool, prices: str | None) -> None:
+    """Counts by model, status and server state; tokens and cost; the archive's size."""
+    from ..prices import cost_summary, load_prices
+
+    store = open_store(ctx)
+    stats = store.stats()
+    stats["cost"] = cost_summary(load_prices(prices), store.usage())
     if as_json:
         click.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2, default=str).decode())
         return
+    from ..report import usd
+
+    cost = stats.pop("cost")
     for key, value in stats.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         click.echo(f"{key:>16}: {value}")
+    per_model = ", ".join(f"{m['model']}: {usd(m['cost_usd'])}" for m in cost["models"]) or "-"
+    click.echo(f"{'cost':>16}: {usd(cost['cost_usd'])} ({per_model}; prices of {cost['prices_taken']})")
 
 
 @cli.command("export")

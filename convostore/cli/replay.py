@@ -83,20 +83,24 @@ def replay_cmd(ctx: click.Context, ids: tuple[str, ...], model: str | None, mode
 
 @cli.group("runs", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run, one per line.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="A price table (JSON) over the shipped one; default $CONVOSTORE_PRICES.")
 @click.pass_context
-def runs_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List replay runs, newest first (a dead run's status is `interrupted`)."""
+def runs_cmd(ctx: click.Context, as_json: bool, prices: str | None) -> None:
+    """List replay runs, newest first, with their cost (a dead run's status is `interrupted`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..replaying import list_runs
+    from ..prices import load_prices
+    from ..replaying import list_runs, run_costs
     from ..report import runs_table
 
-    runs = list_runs(open_store(ctx))
+    store = open_store(ctx)
+    runs = list_runs(store)
+    costs = run_costs(store, load_prices(prices))
     if as_json:
         for run in runs:
-            click.echo(orjson.dumps(run.to_dict()).decode())
+            click.echo(orjson.dumps({**run.to_dict(), "cost_usd": costs.get(run.id)}).decode())
     else:
-        click.echo(runs_table(runs))
+        click.echo(runs_table(runs, costs=costs))
 
 
 @runs_cmd.command("delete")

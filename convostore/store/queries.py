@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, and_, bindparam, column, func, or_, select, text
+from sqlalchemy import Integer, String, and_, bindparam, column, func, or_, select, text
 
 from .. import wire
 from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError, StoreError
@@ -293,6 +293,31 @@ class Queries(StoreBase):
             rows = conn.execute(sql, {"id": head.id}).all()
         return [self._row(r) for r in _order_chain(head.id, rows, lambda r: (r.id, r.parent_id))]
 
+    def chains(self, interaction_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """Each interaction's chain, root first, for many at once: one recursive query per call.
+
+        For readers that walk thousands of conversations (``compare``); an id not
+        stored is left out of the result.
+        """
+        ids = list(dict.fromkeys(interaction_ids))
+        if not ids:
+            return {}
+        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        sql = text(
+            "WITH RECURSIVE anc(head, id, parent_id) AS ("
+            " SELECT id, id, parent_id FROM interaction WHERE id IN :ids"
+            " UNION SELECT anc.head, i.id, i.parent_id FROM interaction i JOIN anc ON i.id = anc.parent_id)"
+            f" SELECT anc.head AS chain_head, {cols} FROM anc JOIN interaction i ON i.id = anc.id"
+        ).bindparams(bindparam("ids", expanding=True)).columns(column("chain_head", String), *_TYPED)
+        by_head: dict[str, list[Any]] = {}
+        with self._connect() as conn:
+            for r in conn.execute(sql, {"ids": ids}):
+                by_head.setdefault(r[0], []).append(r)
+        return {
+            head: [self._row(r) for r in _order_chain(head, rows, lambda r: (r.id, r.parent_id))]
+            for head, rows in by_head.items()
+        }
+
     def chain_links(self, interaction_id: str) -> list[tuple[str, str | None]]:
         """``(id, link)`` of the interaction and its ancestors, root first: a chain's shape
         without its payloads (counting turns, say), in one recursive query."""
@@ -511,6 +536,30 @@ class Queries(StoreBase):
                 ids = ranking.pg_ids(conn, words, limit=limit, newest=order == "newest")
                 ranked = ranking.pg_rows_in_order(conn, ids, _TYPED)
             return [self._row(r) for r in ranked]
+
+    def usage(self, *, by_run: bool = False) -> list[dict[str, Any]]:
+        """Token sums per model (and per replay run): what a price table turns into cost.
+
+        ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
+        largest prompt) tells whether a long-context rate may apply.
+        """
+        if self.dialect == "sqlite":
+            thought = "json_extract(usage_json, '$.total_thought_tokens')"
+            cached = "json_extract(usage_json, '$.total_cached_tokens')"
+        else:
+            thought = "(usage_json::json->>'total_thought_tokens')::bigint"
+            cached = "(usage_json::json->>'total_cached_tokens')::bigint"
+        run = "replay_run_id" if by_run else "NULL"
+        sql = text(
+            f"SELECT {run} AS run, model, count(*) AS calls, coalesce(sum(input_tokens), 0) AS input,"
+            f" coalesce(sum(output_tokens), 0) AS output, coalesce(sum({thought}), 0) AS thought,"
+            f" coalesce(sum({cached}), 0) AS cached, coalesce(sum(total_tokens), 0) AS total,"
+            " coalesce(max(input_tokens), 0) AS max_input"
+            f" FROM interaction WHERE usage_json IS NOT NULL GROUP BY {'replay_run_id, ' if by_run else ''}model"
+        )
+        with self._connect() as conn:
+            return [{k: (int(v) if isinstance(v, (int, float)) and k != "model" else v) for k, v in r._mapping.items()}
+                    for r in conn.execute(sql)]
 
     def stats(self) -> dict[str, Any]:
         """Counts by model, status and server state; tokens; conversations.
