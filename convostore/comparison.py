@@ -346,7 +346,7 @@ class Comparison:
         if keys:  # every run's answers to these conversations in one read
             for row in self.store.list(conversation=keys, oldest_first=True):
                 best = answers.get(row.conversation_id)
-                if best is None or row.link == "judge":
+                if best is None or row.link == "judge" or row.source_id is None:
                     continue
                 prev = best.get(row.source_id)
                 # The completed answer over a failed attempt; the last continuation hop over earlier ones.

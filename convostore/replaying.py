@@ -134,7 +134,7 @@ def _alive(row: Any, now: datetime | None = None) -> bool:
     beat = getattr(row, "heartbeat_at", None) or row.created_at
     if beat is None:
         return False
-    return ((now or _now()) - beat).total_seconds() < 4 * heartbeat_interval()
+    return bool(((now or _now()) - beat).total_seconds() < 4 * heartbeat_interval())
 
 
 def _run_from_row(row: Any) -> ReplayRun:

@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .comparison import ORIGINAL, Answer, Comparison, ConversationComparison, Scores
+from .comparison import ORIGINAL, Answer, Comparison, ConversationComparison, Scores, TurnComparison
 
 if TYPE_CHECKING:  # pragma: no cover
     from .replaying import ReplayRun
@@ -55,9 +55,8 @@ def _columns(c: Comparison) -> list[tuple[str, str]]:
     return cols
 
 
-def _get(turn: Any, key: str) -> Answer | None:
-    answer: Answer | None = turn.original if key == ORIGINAL else turn.replays.get(key)
-    return answer
+def _get(turn: TurnComparison, key: str) -> Answer | None:
+    return turn.original if key == ORIGINAL else turn.replays.get(key)
 
 
 def _fmt(value: Any, suffix: str = "") -> str:

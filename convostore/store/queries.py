@@ -537,7 +537,7 @@ class Queries(StoreBase):
                 ranked = ranking.pg_rows_in_order(conn, ids, _TYPED)
             return [self._row(r) for r in ranked]
 
-    def usage(self, *, by_run: bool = False) -> list[dict[str, Any]]:
+    def usage(self, *, by_run: bool = False) -> builtins.list[dict[str, Any]]:
         """Token sums per model (and per replay run): what a price table turns into cost.
 
         ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
