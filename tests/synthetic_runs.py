@@ -1,4 +1,4 @@
-"""A large archive of conversations and replay runs, written straight into a store.
+"""Archives for the replay and compare tests: a few real conversations, or a large one written straight into a store.
 
 Recording 1,000 conversations and replaying them three times through the sandbox takes
 minutes; the HTML report test and ``bench/bench_compare.py`` need only the stored
@@ -19,6 +19,21 @@ from convostore import wire
 SOURCE = "gemini-2.5-flash"
 WORDS = ("the", "cricket", "match", "was", "long", "and", "sunny", "Karthik", "asked", "about", "movies", "tonight",
          "a", "plan", "for", "Sunday", "with", "friends", "<b>bold</b>", "|pipe|", "&", "quotes\"")
+
+
+def conversations(client: Any, store: Any, names: tuple[str, ...] = ("Ada", "Grace"), intro: str = "") -> tuple[Any, list[str]]:
+    """Two-turn conversations recorded through the real SDK and the sandbox ("my name is X", "what is my name?").
+
+    Returns the recorded client and each conversation's last turn id.
+    """
+    import convostore
+
+    rc = convostore.record(client, store=store)
+    heads = []
+    for name in names:
+        t1 = rc.interactions.create(model=SOURCE, input=f"Hi, my name is {name}.{intro}")
+        heads.append(rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t1.id).id)
+    return rc, heads
 
 
 def _text(rng: random.Random, n: int) -> str:

@@ -19,17 +19,14 @@ from convostore.prices import load_prices
 from convostore.replaying import replay
 from convostore.report import md_cell, render, text_table
 
+from .synthetic_runs import conversations
+
 SOURCE = "gemini-2.5-flash"
 NASTY = "Ada | <script>alert(1)</script> & \\| \r\n`x`"
 
 
-def _seed(client, store, names=("Ada", "Grace", "Linus")):
-    rc = convostore.record(client, store=store)
-    heads = []
-    for name in names:
-        t1 = rc.interactions.create(model=SOURCE, input=f"Hi, my name is {name}. I like chess.")
-        heads.append(rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t1.id).id)
-    return rc, heads
+def _seed(client, store):
+    return conversations(client, store, ("Ada", "Grace", "Linus"), intro=" I like chess.")
 
 
 @pytest.fixture

@@ -5,22 +5,18 @@ from __future__ import annotations
 import orjson
 from click.testing import CliRunner
 
-import convostore
 from convostore.cli import cli
 from convostore.comparison import compare
 from convostore.judging import SANDBOX_JUDGE, Judge
 from convostore.replaying import replay
 from convostore.sandbox.models import judge as sandbox_judge
 
-SOURCE = "gemini-2.5-flash"
+from .synthetic_runs import conversations
+
 
 
 def _runs(client, store):
-    rc = convostore.record(client, store=store)
-    heads = []
-    for name in ("Ada", "Grace"):
-        t1 = rc.interactions.create(model=SOURCE, input=f"Hi, my name is {name}.")
-        heads.append(rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t1.id).id)
+    rc, heads = conversations(client, store)
     run = replay(store, heads, model="gemini-2.5-pro", client=rc)
     return rc, heads, run
 

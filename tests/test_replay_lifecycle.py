@@ -12,17 +12,13 @@ from convostore.cli import cli
 from convostore.errors import MissingAPIKeyError
 from convostore.replaying import list_runs, replay
 
+from .synthetic_runs import conversations
+
 SOURCE = "gemini-2.5-flash"
 TARGET = "gemini-2.5-pro"
 
 
-def _seed(client, store, names=("Ada", "Grace")):
-    rc = convostore.record(client, store=store)
-    heads = []
-    for name in names:
-        t1 = rc.interactions.create(model=SOURCE, input=f"Hi, my name is {name}.")
-        heads.append(rc.interactions.create(model=SOURCE, input="What is my name?", previous_interaction_id=t1.id).id)
-    return rc, heads
+_seed = conversations
 
 
 @pytest.fixture
