@@ -302,6 +302,7 @@ class Queries(StoreBase):
         ids = list(dict.fromkeys(interaction_ids))
         if not ids:
             return {}
+        self._settle()
         cols = ", ".join(f"i.{c}" for c in T.c.keys())
         sql = text(
             "WITH RECURSIVE anc(head, id, parent_id) AS ("
@@ -543,6 +544,7 @@ class Queries(StoreBase):
         ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
         largest prompt) tells whether a long-context rate may apply.
         """
+        self._settle()
         if self.dialect == "sqlite":
             thought = "json_extract(usage_json, '$.total_thought_tokens')"
             cached = "json_extract(usage_json, '$.total_cached_tokens')"
