@@ -26,12 +26,15 @@ _LAZY = {
     "replay": ("convostore.replaying", "replay"),
     "compare": ("convostore.comparison", "compare"),
     "Sandbox": ("convostore.sandbox", "Sandbox"),
+    "delete": ("convostore.removal", "delete"),
+    "purge": ("convostore.removal", "purge"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers: the names are re-exported ("as")
     from .comparison import compare as compare
     from .rebuild import history as history
     from .recorder import annotate as annotate, record as record
+    from .removal import delete as delete, purge as purge
     from .replaying import replay as replay
     from .sandbox import Sandbox as Sandbox
     from .store import Store as Store

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import types
+from datetime import datetime, timezone
 
 import convostore
 from tests.fixtures_sandbox import make_client
@@ -43,7 +44,9 @@ def test_public_names_are_callables_after_every_submodule_is_imported(tmp_path, 
         run = convostore.replay(store, t2.id, model="gemini-2.5-pro", mode="forced", client=client)
         assert run.id
         comparison = convostore.compare(store, t2.id)
-        assert len(comparison.turns) == 2
+        assert comparison.to_json()
+        assert t2.id in convostore.delete(store, t2.id, dry_run=True).ids
+        assert convostore.purge(store, datetime(2000, 1, 1, tzinfo=timezone.utc), dry_run=True).ids == []
     finally:
         client.close()
         store.close()

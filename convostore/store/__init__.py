@@ -7,7 +7,7 @@ chain's length. Reads that could be large (listings, exports) stream.
 One module per concern: ``base`` (open, migrate, connections, close), ``rows`` (row
 encoding both ways), ``writer`` (save/merge, the SQLite fast path, batched writes),
 ``queries`` (every read), ``runs`` (replay runs), ``summary`` (the per-conversation
-summary and counters the triggers keep), ``maintenance`` (optimize, analyze).
+summary and counters the triggers keep), ``maintenance`` (optimize, analyze), ``removal`` (delete, purge).
 ``Store`` composes them.
 """
 
@@ -19,12 +19,13 @@ from .rows import Row, Run, Turn
 # Encoding helpers, importable from here as before the split (tests compare the two write paths).
 from .rows import _COLUMN_ORDER, _defaults, _encode, _sqlite_param, _sqlite_params  # noqa: F401
 from .maintenance import Maintenance, OptimizeResult
+from .removal import Removal, Removals
 from .runs import Runs
 from .summary import Conversation, ConversationPage
 from .writer import Writer, Writes
 
 
-class Store(Writes, Runs, Maintenance):
+class Store(Writes, Runs, Maintenance, Removals):
     """A convostore archive on SQLite (default) or PostgreSQL.
 
     ``url``: a SQLAlchemy URL or a file path; default ``$CONVOSTORE_DB``, else a file
@@ -47,4 +48,4 @@ def flush_spool(url: str | os.PathLike[str] | None = None) -> int:
         return store.replay_spool()
 
 
-__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult", "flush_spool"]
+__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult", "flush_spool", "Removal"]
