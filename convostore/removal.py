@@ -9,6 +9,7 @@ the job. The rules for what goes with a row are in ``convostore.store.removal``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,24 +28,23 @@ def delete(
 
     ``client``: a ``genai.Client`` (recorded or not) to delete the live ones on the server too.
     """
-    plan = store.delete(interaction_id, conversation=conversation, dry_run=True)
-    if dry_run:
-        return plan
-    deleted, gone = _delete_on_server(client, plan.live) if client is not None else (0, 0)
-    result = store.delete(interaction_id, conversation=conversation)
-    result.server_deleted, result.server_gone = deleted, gone
-    return result
+    return _carry_out(lambda dry: store.delete(interaction_id, conversation=conversation, dry_run=dry), client, dry_run)
 
 
 def purge(
     store: "Store", before: datetime, *, model: str | None = None, client: Any = None, dry_run: bool = False
 ) -> Removal:
     """Delete every conversation last active before ``before`` (only those on ``model`` if given)."""
-    plan = store.purge(before, model=model, dry_run=True)
+    return _carry_out(lambda dry: store.purge(before, model=model, dry_run=dry), client, dry_run)
+
+
+def _carry_out(step: Callable[[bool], Removal], client: Any, dry_run: bool) -> Removal:
+    """Plan (a dry run), delete on the server when asked, then delete locally."""
+    plan = step(True)
     if dry_run:
         return plan
     deleted, gone = _delete_on_server(client, plan.live) if client is not None else (0, 0)
-    result = store.purge(before, model=model)
+    result = step(False)
     result.server_deleted, result.server_gone = deleted, gone
     return result
 

@@ -67,6 +67,7 @@ API_COMMANDS = {
     "chat": lambda t2: (["chat"], "hello\n"),
     "chat -c": lambda t2: (["chat", "-c", t2], "hello\n"),
     "refresh": lambda t2: (["refresh", t2], None),
+    "delete --server": lambda t2: (["delete", t2, "--server", "--yes"], None),
 }
 
 

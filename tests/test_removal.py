@@ -97,6 +97,7 @@ def test_deleting_a_conversation_takes_branches_replays_runs_and_media_no_one_el
     removed = delete(store, other[0], conversation=True)
     assert removed.media == 1 and store.stats()["media"]["items"] == 0
     assert _ids(store) == set(keep)
+    assert store.stats()["interactions"] == len(keep)  # the summary counters follow deletes
     _fts_ok(store)
 
 
