@@ -83,6 +83,7 @@ class Removals(Queries):
         A single interaction that later turns continue from raises ``HasLaterTurnsError``
         naming them (``conversation=True`` deletes them all). ``dry_run`` only reports.
         """
+        self._settle()
         row = self.get(interaction_id)
         with self._open_for(dry_run) as conn:
             if conversation:
@@ -114,6 +115,7 @@ class Removals(Queries):
         )
         if model is not None:
             query = query.having(func.sum(case((T.c.model == model, 1), else_=0)) > 0)
+        self._settle()
         with self._open_for(dry_run) as conn:
             conversations = [c for c in conn.execute(query).scalars() if c is not None]
             seeds: set[str] = set()
@@ -156,6 +158,12 @@ class Removals(Queries):
             for batch in _chunks(empty_runs):
                 conn.execute(delete(R).where(R.c.id.in_(batch)))
         return result
+
+    def _settle(self) -> None:
+        """Recorded saves still queued in the background land first, never after their conversation went."""
+        flush = getattr(self, "flush", None)
+        if flush is not None:
+            flush()
 
     def _open_for(self, dry_run: bool) -> Any:
         """A write transaction, or for a dry run a read connection (no write lock taken)."""
