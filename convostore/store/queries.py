@@ -204,8 +204,9 @@ class Queries(StoreBase):
         background writer are found by their full id.
         """
         queued, changes = self._queued(interaction_id)
-        if queued is not None and self._linked_by_content(queued):
-            # Linked by content against what is stored: give the writer a moment to do it exactly.
+        if queued is not None:
+            # Links and the context hash are set on write: give the writer a moment (a
+            # bounded wait) to do it exactly; while the database is away, the queued view.
             bg = self._bg
             if bg is not None:
                 bg.flush(CONTENT_LINK_WAIT)
