@@ -21,7 +21,7 @@ def _pg_admin():
 
     dsn = PG_BASE.replace("postgresql+psycopg://", "postgresql://")
     try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=15)
     except psycopg.OperationalError as exc:
         if os.environ.get("CONVOSTORE_REQUIRE_PG"):
             pytest.fail(f"PostgreSQL is required (CONVOSTORE_REQUIRE_PG=1) but unreachable: {exc}")

@@ -210,7 +210,8 @@ def test_get_of_an_expired_id_marks_it(rc, store, sandbox):
     assert store.get(out.id).server_state == "expired"
 
 
-def test_cancel_updates_status(rc, store):
+def test_cancel_updates_status(rc, store, sandbox):
+    sandbox.background_delay = 3600  # still running when the cancel arrives, however loaded the machine
     created = rc.interactions.create(model=MODEL, input="A long research task.", background=True)
     rc.interactions.cancel(created.id)
     assert store.get(created.id).status == "cancelled"
@@ -224,7 +225,9 @@ def test_delete_marks_deleted(rc, store):
     assert row.output_text  # the archive keeps it
 
 
-def test_async_cancel_and_delete(arc, store):
+def test_async_cancel_and_delete(arc, store, sandbox):
+    sandbox.background_delay = 3600  # still running when the cancel arrives, however loaded the machine
+
     async def go():
         created = await arc.interactions.create(model=MODEL, input="A long research task.", background=True)
         await arc.interactions.cancel(created.id)

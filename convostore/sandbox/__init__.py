@@ -72,6 +72,15 @@ class Sandbox:
         """Answer the next ``count`` requests with ``status`` (429 carries ``Retry-After``)."""
         self.state.fail(status, count, retry_after)
 
+    @property
+    def background_delay(self) -> float:
+        """Seconds a ``background=true`` interaction runs before it completes on its own."""
+        return self.state.background_delay
+
+    @background_delay.setter
+    def background_delay(self, seconds: float) -> None:
+        self.state.background_delay = seconds
+
     def advance(self, seconds: float) -> None:
         """Move the sandbox's clock forward: ``retention`` counts on it, so a test ages
         interactions past retention at once instead of sleeping."""
