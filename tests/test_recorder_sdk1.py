@@ -60,7 +60,9 @@ def test_sdk1_exchanges_are_recorded(sdk1_run):
     assert rows[out["async"]].input_text == "Async hello."
     assert len(rows) == 7
 
-    blob = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    blob = b"".join(f.read_bytes()
+        for p in db.parent.iterdir() if p.name.startswith(db.name)  # the file, its WAL, shm and spool dir
+        for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file())
     assert b"sdk1-secret-key" not in blob
 
 

@@ -96,5 +96,7 @@ def test_the_contract_holds_under_each_release(version, contract_runs):
         assert "Karthik" in replayed[t3.id].output_text
     finally:
         store.close()
-    blob = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    blob = b"".join(f.read_bytes()
+        for p in db.parent.iterdir() if p.name.startswith(db.name)  # the file, its WAL, shm and spool dir
+        for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file())
     assert b"matrix-secret-key" not in blob

@@ -27,7 +27,9 @@ def _archive_bytes(store) -> bytes:
     if callable(flush):
         flush()
     db = Path(store.path)
-    return b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    return b"".join(f.read_bytes()
+        for p in db.parent.iterdir() if p.name.startswith(db.name)  # the file, its WAL, shm and spool dir
+        for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file())
 
 
 def _assert_no_key(store, *keys: str) -> None:
