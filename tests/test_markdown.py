@@ -8,7 +8,7 @@ import re
 import orjson
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import convostore
@@ -46,6 +46,7 @@ texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 
 @settings(max_examples=300, deadline=None)
 @given(text=texts)
+@example(text="Sure.\n## Heading\n# Title\n> quote\n- item\n1. one")  # each line could open a block
 def test_a_block_renders_as_one_paragraph_of_exactly_its_text(text):
     tokens = _md().parse("**user:** " + markdown.block(text))
     assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
