@@ -9,6 +9,7 @@
         sb.advance(3601)     # the sandbox's clock moves on: retention passes without sleeping
         sb.settle()          # background=true work finishes now, not after background_delay
         sb.hold(after=2)     # two more creates answered, later ones wait for sb.release()
+        sb.hold_streams(3)   # streams send 3 events, then wait for sb.release()
 
 Also over HTTP for tools outside the process: ``POST /_sandbox/expire[?id=]``,
 ``GET /_sandbox/requests``, ``POST /_sandbox/fail?status=503&count=2``.
@@ -97,8 +98,14 @@ class Sandbox:
         ``release()``: a test can stop a client at an exact turn (``held`` counts them)."""
         self.state.hold(after)
 
+    def hold_streams(self, events: int) -> None:
+        """Streamed responses send their first ``events`` events, then wait until ``release()``:
+        a test sees whether the events before the pause reach its client on their own
+        (a proxy that buffered the stream would hold them back too)."""
+        self.state.hold_streams(events)
+
     def release(self) -> None:
-        """Let every held create through, and stop holding."""
+        """Let every held create and stream through, and stop holding."""
         self.state.release()
 
     @property

@@ -102,6 +102,7 @@ class SandboxState:
         self.clock_offset = 0.0  # advance(): retention is judged on this clock, not the wall
         self.timers: list[tuple[threading.Timer, str]] = []
         self.gate_after: int | None = None  # hold(): creates past this count wait for release()
+        self.stream_gate_after: int | None = None  # hold_streams(): events sent before a stream waits
         self.gate = threading.Event()
         self.gate.set()
         self.held = 0
@@ -119,9 +120,15 @@ class SandboxState:
             self.gate_after = after
             self.gate.clear()
 
+    def hold_streams(self, events: int) -> None:
+        with self.lock:
+            self.stream_gate_after = events
+            self.gate.clear()
+
     def release(self) -> None:
         with self.lock:
             self.gate_after = None
+            self.stream_gate_after = None
             self.gate.set()
 
     def wait_at_gate(self) -> None:
@@ -456,8 +463,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        with self.state.lock:
+            pause_at = self.state.stream_gate_after
         try:
-            for event in events:
+            for n, event in enumerate(events):
+                if n == pause_at:
+                    self.state.gate.wait()  # hold_streams(): the first events are out, the rest wait
                 self.wfile.write(f"id: {event['event_id']}\n".encode() + b"data: " + orjson.dumps(event) + b"\n\n")
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
