@@ -34,6 +34,7 @@ from .errors import ConvostoreError, ImportConflictError, ImportFieldError, Impo
 from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
 from .store.journal import Journal
+from .store.writer import StreamRepeatError
 from .store.rows import T
 from .store.maintenance import ANALYZE_AFTER
 
@@ -291,14 +292,20 @@ class _Importer:
     simply already stored. With a journal (SQLite), what each batch adds or replaces
     is recorded so the import can be undone."""
 
-    def __init__(self, store: "Store", on_conflict: str, result: ImportResult, journal: Journal | None) -> None:
+    def __init__(
+        self, store: "Store", on_conflict: str, result: ImportResult, journal: Journal | None, side: Any = None
+    ) -> None:
         self.store = store
         self.policy = on_conflict
         self.result = result
         self.journal = journal
+        self.side = side
 
     def write(self, w: "Writer", chunk: _Chunk) -> None:
         result = self.result
+        if chunk.rows and self.side is not None and self._fresh(chunk.rows) and w.stream_many(chunk.rows):
+            result.added += len(chunk.rows)
+            return
         if chunk.run is not None:
             added = w.save_run(chunk.run)
             result.runs += added
@@ -314,6 +321,15 @@ class _Importer:
                 saved = w.save_many(fresh)
         result.added += saved - (result.replaced - replaced)
         result.skipped += len(fresh) - saved
+
+    def _fresh(self, rows: list[dict[str, Any]]) -> bool:
+        """PostgreSQL, streaming: no id of these rows is repeated among them or stored
+        (asked on a connection of its own: the import's is busy with its COPY). An id
+        written earlier in the file is caught by the server (``StreamRepeatError``)."""
+        ids = [r["id"] for r in rows]
+        if len(set(ids)) != len(ids):
+            return False
+        return self.side.exec_driver_sql(_SQL_STORED_PG, (ids,)).first() is None
 
     def end(self) -> None:
         """Before the last COMMIT: a conflict under ``fail`` takes the whole import back."""
@@ -417,11 +433,7 @@ def import_jsonl(
         if store.dialect == "sqlite":
             _import_in_batches(store, _chunks(fh, retention, result), on_conflict, result)
         else:
-            with store.writer(check_chains=True) as w:
-                importer = _Importer(store, on_conflict, result, None)
-                for chunk in _chunks(fh, retention, result):
-                    importer.write(w, chunk)
-                importer.end()
+            result = _import_in_one_transaction(store, fh, retention, on_conflict)
     finally:
         if paused:
             gc.enable()
@@ -432,6 +444,39 @@ def import_jsonl(
         # off (or has not woken yet) are planned for the archive's real size.
         store.analyze()
     return result
+
+
+_SQL_STORED_PG = "SELECT 1 FROM interaction WHERE id = ANY(%s) LIMIT 1"
+
+
+def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on_conflict: str) -> ImportResult:
+    """PostgreSQL: one transaction. Batches of new rows go into one streaming ``COPY``
+    (``Writer.stream_many``); a batch holding stored or repeated ids ends it and takes
+    the general path. If the server finds an id the stream repeated (a line earlier in
+    the file, or a row recorded meanwhile), the transaction is rolled back and the file
+    read again on the general path alone; a stream that cannot be re-read (a pipe)
+    takes the general path from the start."""
+    stream = fh.seekable()
+    start = fh.tell() if stream else 0
+    while True:
+        result = ImportResult()
+        side = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") if stream else None
+        try:
+            with store.writer(check_chains=True) as w:
+                importer = _Importer(store, on_conflict, result, None, side)
+                for chunk in _chunks(fh, retention, result):
+                    importer.write(w, chunk)
+                w.end_stream()
+                importer.end()
+            return result
+        except StreamRepeatError:
+            if not stream:
+                raise
+            stream = False
+            fh.seek(start)
+        finally:
+            if side is not None:
+                side.close()
 
 
 def _import_in_batches(store: "Store", chunks: Iterator[_Chunk], on_conflict: str, result: ImportResult) -> None:

@@ -12,13 +12,15 @@ import itertools
 import subprocess
 import sys
 
+from typing import Any
+
 import orjson
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convostore.archive import export_jsonl, import_jsonl
+from convostore.archive import BATCH, export_jsonl, import_jsonl
 from convostore.cli import cli
 from convostore.errors import ConvostoreError, ImportConflictError, ImportFieldError, ImportFormatError
 from convostore.store import Store
@@ -220,6 +222,46 @@ def test_in_the_same_file_the_later_line_wins_under_replace(store):
     result = import_jsonl(store, io.BytesIO(data), on_conflict="replace")
     assert (result.added, result.conflicts) == (1, 1)
     assert store.get("v1_dup").output_text == "CHANGED"
+
+
+@pytest.mark.parametrize("pipe", [False, True], ids=["file", "pipe"])
+def test_a_line_repeated_batches_later_counts_as_in_the_same_batch(store, tmp_path, pipe):
+    """An id repeated more than a batch after its first line (on PostgreSQL the first
+    one is already in the streaming COPY) gives the same counts and rows as one
+    repeated next to it: identical is skipped, different is a conflict."""
+
+    def lines(prefix: str, *extra: bytes) -> Any:
+        data = b"\n".join([orjson.dumps(_valid(f"{prefix}_{k}")) for k in range(BATCH + 5)] + list(extra))
+        path = tmp_path / f"{prefix}.jsonl"
+        path.write_bytes(data)
+        return io.BufferedReader(_Pipe(data)) if pipe else path
+
+    result = import_jsonl(store, lines("v1", orjson.dumps(_valid("v1_3")), orjson.dumps(_valid("v1_tail"))))
+    assert (result.added, result.skipped, result.conflicts) == (BATCH + 6, 1, 0)
+    assert store.stats()["interactions"] == BATCH + 6
+
+    with pytest.raises(ImportConflictError, match="^1 id already stored"):
+        import_jsonl(store, lines("v2", _changed("v2_3")), on_conflict="fail")
+    assert not store.exists("v2_0")
+    result = import_jsonl(store, lines("v3", _changed("v3_3")), on_conflict="replace")
+    assert (result.added, result.conflicts) == (BATCH + 5, 1)
+    assert store.get("v3_3").output_text == "CHANGED"
+    assert store.stats()["interactions"] == 2 * BATCH + 11
+
+
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek (standard input from a pipe)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        chunk = self._data.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def test_cli_on_conflict(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +37,7 @@ from .rows import (
     _defaults,
     _dumps,
     _encode,
+    _pg_params,
     _sqlite_param,
     _sqlite_params,
     _utc,
@@ -140,6 +142,12 @@ _SQLITE_QUICK = (
 )
 
 
+class StreamRepeatError(StoreError):
+    """An id written by ``Writer.stream_many`` was stored already (a repeated line of
+    the file, or a row recorded meanwhile): the transaction is lost, the caller
+    starts over on the general path."""
+
+
 class Writer:
     """Saves inside one open transaction (see ``Store.writer``).
 
@@ -151,8 +159,13 @@ class Writer:
 
     def __init__(self, store: Writes, conn: Connection, *, check_chains: bool = False, since_rowid: int | None = None) -> None:
         self.store = store
-        self.conn = conn
+        self._conn = conn
         self._cur: Any = None
+        # PostgreSQL: the COPY that ``stream_many`` keeps open across batches, and the ids
+        # it wrote (a temporary file: memory stays flat), for the chain check's table.
+        self._copy: Any = None
+        self._copy_cm: Any = None
+        self._streamed: Any = None
         self._tracking = check_chains
         self._base = 0
         if check_chains:
@@ -162,6 +175,73 @@ class Writer:
                 self._base = since_rowid if since_rowid is not None else conn.exec_driver_sql(_SQL_TOP_ROWID).scalar() or 0
             else:
                 conn.exec_driver_sql(_PG_TRACK)
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection; an open ``stream_many`` COPY ends first, so
+        every statement sees the rows streamed so far."""
+        if self._copy is not None:
+            self.end_stream()
+        return self._conn
+
+    def stream_many(self, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """PostgreSQL: write rows the caller knows are new (ids neither stored nor written
+        earlier in this transaction, links given) into one ``COPY`` left open across
+        calls, so this process builds the next rows while the server indexes these.
+        Returns False (nothing written) when a row needs the general path of
+        ``save_many`` (inline media, a link to find). A repeated id fails at the
+        server (``UniqueViolation``) and takes the transaction down; the next use of
+        ``conn`` ends the COPY."""
+        params = []
+        for row in rows:
+            p = _pg_params(row)
+            if p is None or not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
+                return False
+            params.append(p)
+        if self._copy is None:
+            self._copy_cm = self._pg().cursor().copy(_PG_COPY)
+            self._copy = self._copy_cm.__enter__()
+        write = self._copy.write_row
+        for p in params:
+            write(p)
+        if self._tracking:
+            if self._streamed is None:
+                self._streamed = tempfile.TemporaryFile()
+            self._streamed.write(b"".join(orjson.dumps(p[0]) + b"\n" for p in params))
+        return True
+
+    def end_stream(self) -> None:
+        """End the open ``stream_many`` COPY (the server reports a bad row here at the
+        latest) and record its ids for the chain check."""
+        cm, self._copy, self._copy_cm = self._copy_cm, None, None
+        if cm is None:
+            return
+        import psycopg  # PostgreSQL only: an optional dependency
+
+        try:
+            cm.__exit__(None, None, None)
+        except psycopg.errors.UniqueViolation as exc:
+            raise StreamRepeatError(f"an id streamed into {self.store.display_url} was already stored: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot write to {self.store.display_url}: {_reason(exc)}") from exc
+        spool, self._streamed = self._streamed, None
+        if spool is not None:
+            with spool, self._pg().cursor().copy(_PG_TRACK_COPY) as copy:
+                spool.seek(0)
+                for line in spool:
+                    copy.write_row((orjson.loads(line),))
+
+    def _abort_stream(self) -> None:
+        """A failed transaction: let go of the COPY without waiting for the server."""
+        cm, self._copy, self._copy_cm = self._copy_cm, None, None
+        spool, self._streamed = self._streamed, None
+        if spool is not None:
+            spool.close()
+        if cm is not None:
+            try:
+                cm.__exit__(StoreError, StoreError("import aborted"), None)
+            except Exception:  # noqa: BLE001 - the transaction is rolled back anyway
+                pass
 
     def _raw(self) -> Any:
         """A driver cursor inside this writer's transaction (SQLite)."""
@@ -178,7 +258,7 @@ class Writer:
 
     def _pg(self) -> Any:
         """The psycopg connection under this writer's transaction (PostgreSQL)."""
-        return self.conn.connection.driver_connection
+        return self._conn.connection.driver_connection
 
     def save(self, row: Mapping[str, Any], *, merge: bool = False) -> bool:
         """Insert ``row``; returns False when its id is already stored (and ``merge`` is off)."""
@@ -259,7 +339,8 @@ class Writer:
         return len(fresh)
 
     def finish(self) -> None:
-        """Before COMMIT: the chain check, when asked for."""
+        """Before COMMIT: the open COPY ends, then the chain check, when asked for."""
+        self.end_stream()
         if self._tracking:
             self.check_chains()
 
@@ -377,8 +458,12 @@ class Writes(Queries):
         try:
             with self._begin() as conn:
                 w = Writer(self, conn, check_chains=check_chains, since_rowid=since_rowid)
-                yield w
-                w.finish()
+                try:
+                    yield w
+                    w.finish()
+                except BaseException:
+                    w._abort_stream()
+                    raise
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write to {self.display_url}: {_reason(exc)}") from exc
 
