@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -259,16 +259,6 @@ def _sqlite_params(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """A row dict straight to the driver's parameter tuple, in table order: the values
     ``_encode`` + ``_defaults`` + ``_sqlite_param`` give, at a third of the cost.
     None when the general path must do it (inline media to split out, raw JSON text)."""
-    return _params(row, _sqlite_time)
-
-
-def _pg_params(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """``_sqlite_params`` for PostgreSQL's COPY (aware datetimes): the values ``_encode``
-    + ``_defaults`` give, in ``_COLUMN_ORDER``."""
-    return _params(row, _utc)
-
-
-def _params(row: Mapping[str, Any], time: Callable[[Any], Any]) -> tuple[Any, ...] | None:
     if "request_json" in row or "response_json" in row or "usage_json" in row:
         return None
     g = row.get
@@ -287,9 +277,9 @@ def _params(row: Mapping[str, Any], time: Callable[[Any], Any]) -> tuple[Any, ..
             False if background is None else background, False if stream is None else stream,
             _sqlite_json(request), _sqlite_json(response), _sqlite_json(g("input_steps")),
             _sqlite_json(g("output_steps")), g("input_text"), g("output_text"), _sqlite_json(g("usage")),
-            g("input_tokens"), g("output_tokens"), g("total_tokens"), time(g("created")),
-            time(g("updated")), time(datetime.now(timezone.utc) if recorded_at is None else recorded_at),
-            g("latency_ms"), time(g("expires_at")), g("server_state"), _sqlite_json(g("labels")),
+            g("input_tokens"), g("output_tokens"), g("total_tokens"), _sqlite_time(g("created")),
+            _sqlite_time(g("updated")), _sqlite_time(datetime.now(timezone.utc) if recorded_at is None else recorded_at),
+            g("latency_ms"), _sqlite_time(g("expires_at")), g("server_state"), _sqlite_json(g("labels")),
             _sqlite_json(g("error")), g("context_hash"), 0 if hop is None else hop, g("api_version"),
             g("replay_run_id"), g("source_id"),
         )

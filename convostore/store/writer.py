@@ -37,7 +37,6 @@ from .rows import (
     _defaults,
     _dumps,
     _encode,
-    _pg_params,
     _sqlite_param,
     _sqlite_params,
     _utc,
@@ -194,12 +193,16 @@ class Writer:
         ``conn`` ends the COPY."""
         params = []
         for row in rows:
-            p = _pg_params(row)
+            # The SQLite encoding serves COPY's text format as it is (times as UTC text:
+            # the transaction's zone is UTC below), so both backends store one encoding.
+            p = _sqlite_params(row)
             if p is None or not (row.get("conversation_id") and row.get("link") and row.get("context_hash")):
                 return False
             params.append(p)
         if self._copy is None:
-            self._copy_cm = self._pg().cursor().copy(_PG_COPY)
+            cur = self._pg().cursor()
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            self._copy_cm = cur.copy(_PG_COPY)
             self._copy = self._copy_cm.__enter__()
         write = self._copy.write_row
         for p in params:
