@@ -103,8 +103,6 @@ def test_a_killed_replay_shows_interrupted_and_resume_finishes_it(sqlite_store, 
     import subprocess
     import sys
     import time
-    from datetime import datetime, timezone
-
     from google import genai
     from google.genai import types
 
@@ -112,7 +110,7 @@ def test_a_killed_replay_shows_interrupted_and_resume_finishes_it(sqlite_store, 
     from convostore.sandbox import Sandbox
 
     monkeypatch.setenv("CONVOSTORE_HEARTBEAT_S", "0.25")
-    with Sandbox(latency=400) as sb:
+    with Sandbox() as sb:
         rc = convostore.record(genai.Client(api_key="k", http_options=types.HttpOptions(base_url=sb.base_url)), store=sqlite_store)
         prev = None
         for i in range(6):
@@ -120,25 +118,28 @@ def test_a_killed_replay_shows_interrupted_and_resume_finishes_it(sqlite_store, 
             prev = rc.interactions.create(model=SOURCE, input=f"turn {i}: my name is Ada", **kwargs).id
         env = dict(os.environ, GEMINI_API_KEY="k", GOOGLE_GEMINI_BASE_URL=sb.base_url)
         db = ["--db", sqlite_store.path]
+        sb.hold(after=2)  # two turns answered, the third kept waiting: the run is alive at an exact point
         proc = subprocess.Popen([sys.executable, "-m", "convostore", *db, "replay", prev, "-m", TARGET, "-j", "1"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             run_id = None
-            while time.monotonic() < deadline:  # two answers, and alive past the stale window: only beats say so
-                runs = list_runs(sqlite_store)
-                if runs and len(list(sqlite_store.list(replay_run_id=runs[0].id))) >= 2:
-                    age = (datetime.now(timezone.utc) - runs[0].created_at).total_seconds()
-                    if age > 4 * 0.25 + 0.3:
-                        run_id = runs[0].id
-                        break
-                time.sleep(0.05)
+            while time.monotonic() < deadline and proc.poll() is None:  # wait on events, not a clock:
+                runs = sqlite_store.list_runs()  # two answers, the third held, and a heartbeat written
+                run = runs[0] if runs else None  # past the stale window (4 beats): only beats keep it live
+                if (run is not None and sb.held and run.heartbeat_at is not None
+                        and len(list(sqlite_store.list(replay_run_id=run.id))) >= 2
+                        and (run.heartbeat_at - run.created_at).total_seconds() > 4 * 0.25 + 0.3):
+                    run_id = run.id
+                    break
+                time.sleep(0.02)
             assert run_id is not None and get_run(sqlite_store, run_id).status == "running"
             with pytest.raises(convostore.errors.ConvostoreError, match="still running"):
                 replay(sqlite_store, resume_run=run_id, client=rc)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            sb.release()
         deadline = time.monotonic() + 30
         while get_run(sqlite_store, run_id).status != "interrupted" and time.monotonic() < deadline:
             time.sleep(0.05)

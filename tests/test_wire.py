@@ -154,3 +154,212 @@ def test_a_get_body_is_split_by_what_the_turn_sent_even_when_the_server_regroupe
     # Exactly as sent, and a create body (outputs only) with the turn's input known.
     assert wire.split_get_steps({"steps": sent + answer}, sent) == (sent, answer)
     assert wire.split_get_steps({"steps": answer}, sent) == ([], answer)
+
+
+# --- every accepted form, every step kind (each property was watched failing on a mutant) ---
+
+from itertools import groupby  # noqa: E402
+from types import MappingProxyType  # noqa: E402
+
+from hypothesis import example  # noqa: E402
+
+media_block = st.builds(lambda t, u: {"type": t, "uri": "gs://b/" + u, "mime_type": "x/y"},
+                        st.sampled_from(["image", "audio", "document", "video"]), st.from_regex(r"[a-z]{1,6}", fullmatch=True))
+future_block = st.builds(lambda n: {"type": "smell", "note": n}, text)
+any_block = st.one_of(text_block, media_block, future_block)
+result_step = st.builds(lambda c, r: {"type": "function_result", "call_id": "call-" + c, "name": "f", "result": r},
+                        st.from_regex(r"[a-z]{1,6}", fullmatch=True), text)
+action_step = st.builds(lambda a: {"type": "user_action", "action": a}, text)
+future_steps = st.builds(lambda t, a: {"type": t, "id": "x1", "arguments": {"a": a}},
+                         st.sampled_from(["hologram_call", "google_search_call", "code_execution_result"]), text)
+message_step = st.builds(lambda t, bs: {"type": t, "content": bs},
+                         st.sampled_from(["user_input", "model_output"]), st.lists(any_block, min_size=1, max_size=3))
+any_step = st.one_of(message_step, thought_step, call_step, result_step, action_step, future_steps)
+#: Steps as the archive stores them, with no two message steps of one type side by side
+#: (the retired turns form cannot tell those apart from one step).
+canonical = st.lists(any_step, max_size=8).filter(
+    lambda ss: all(not (a["type"] == b["type"] and "content" in a) for a, b in zip(ss, ss[1:])))
+USER_SIDE = {"user_input", "function_result", "user_action"}
+
+RICH = [  # one of each kind, in an order no turn boundary hides
+    {"type": "user_input", "content": [{"type": "text", "text": "hi"}, {"type": "image", "uri": "gs://b/c", "mime_type": "x/y"}]},
+    {"type": "user_action", "action": "clicked"},
+    {"type": "thought", "signature": "c2ln", "summary": []},
+    {"type": "model_output", "content": [{"type": "text", "text": "calling"}]},
+    {"type": "google_search_call", "id": "x1", "arguments": {"a": "q"}},
+    {"type": "function_call", "id": "call-a", "name": "f", "arguments": {"x": 1}},
+    {"type": "function_result", "call_id": "call-a", "name": "f", "result": "r"},
+    {"type": "code_execution_result", "id": "x1", "arguments": {"a": ""}},
+    {"type": "model_output", "content": [{"type": "text", "text": "done"}]},
+]
+
+
+@given(canonical)
+@example(RICH)
+@settings(max_examples=150, deadline=None)
+def test_stored_steps_are_already_canonical_and_round_trip_through_1x_turns(steps):
+    """What ``history`` re-sends (steps, thoughts and actions included) is taken as it is, and
+    the 1.x ``{role, content}`` form of it reads back to the same steps: the user's side
+    (typed text, function results, actions) as ``user`` turns, every model step as ``model``."""
+    assert wire.normalize_input(steps) == steps
+    assert wire.normalize_input([MappingProxyType(s) for s in steps]) == steps  # any mapping, not only dicts
+    turns = wire.steps_to_turns(steps)
+    roles = ["user" if s["type"] in USER_SIDE else "model" for s in steps]
+    assert [t["role"] for t in turns] == [r for r, _ in groupby(roles)]
+    assert wire.normalize_input(turns) == steps
+    assert sum(len(t["content"]) for t in turns) == sum(len(s.get("content", [0])) for s in steps)
+
+
+@given(canonical)
+@example(RICH)
+@settings(max_examples=100, deadline=None)
+def test_a_create_body_and_a_1x_outputs_body_give_the_same_output_steps(steps):
+    outputs_only = [s for s in steps if s["type"] not in USER_SIDE]
+    assert wire.normalize_output({"steps": steps}) == outputs_only
+    merged = [s for s, _ in groupby(outputs_only, key=lambda s: s if s["type"] != "model_output" else "m")]
+    retired = wire.steps_to_outputs(outputs_only)
+    assert len(retired) == sum(len(s.get("content", [0])) for s in outputs_only)
+    if len(merged) == len(outputs_only):  # no two answers side by side
+        assert wire.normalize_output({"outputs": retired}) == outputs_only
+    assert wire.output_text(wire.normalize_output({"outputs": retired})) == wire.output_text(outputs_only)
+
+
+@given(canonical)
+@example(RICH)
+@example([{"type": "user_input", "content": [{"type": "text", "text": "a"}]}, {"type": "function_result", "call_id": "c", "result": 1}])
+@settings(max_examples=100, deadline=None)
+def test_split_history_is_everything_up_to_the_last_model_step(steps):
+    history, new = wire.split_history(steps)
+    assert history + new == steps
+    assert all(s["type"] in USER_SIDE for s in new)
+    assert not history or history[-1]["type"] not in USER_SIDE
+
+
+@given(canonical, st.lists(st.one_of(thought_step, call_step, future_steps, message_step.filter(
+    lambda s: s["type"] == "model_output")), min_size=1, max_size=3))
+@example(RICH[:2], RICH[2:6])
+@settings(max_examples=100, deadline=None)
+def test_a_get_body_splits_where_the_sent_input_ends(sent, answer):
+    body = {"steps": sent + answer}
+    assert wire.split_get_steps(body, sent) == (sent, answer)
+    # Without the sent input: the outputs are what follows the last input-kind step.
+    inputs, outputs = wire.split_get_steps(body)
+    assert inputs + outputs == sent + answer
+    assert all(s["type"] not in USER_SIDE for s in outputs)
+    assert not inputs or inputs[-1]["type"] in USER_SIDE
+
+
+def test_every_input_form_in_one_list():
+    """Strings and content blocks side by side form one user step; steps and turns stay their own."""
+    img = {"type": "image", "uri": "gs://b/c", "mime_type": "image/png"}
+    call = {"type": "function_call", "id": "c1", "name": "f", "arguments": {}}
+    got = wire.normalize_input(["look", img, {"type": "thought", "signature": "s"}, "and", "this",
+                                {"role": "model", "content": [call]}, "then",
+                                {"type": "function_result", "call_id": "c1", "result": 2},
+                                {"type": "model_output", "content": "typed as text"},
+                                {"type": "user_action", "action": "tap"}, img])
+    assert got == [
+        {"type": "user_input", "content": [{"type": "text", "text": "look"}, img]},
+        {"type": "thought", "signature": "s"},
+        {"type": "user_input", "content": [{"type": "text", "text": "and"}, {"type": "text", "text": "this"}]},
+        call,
+        {"type": "user_input", "content": [{"type": "text", "text": "then"}]},
+        {"type": "function_result", "call_id": "c1", "result": 2},
+        {"type": "model_output", "content": [{"type": "text", "text": "typed as text"}]},
+        {"type": "user_action", "action": "tap"},
+        {"type": "user_input", "content": [img]},
+    ]
+    # One object: a step, a turn, a content block; nothing.
+    assert wire.normalize_input({"type": "user_input", "content": "x"}) == [
+        {"type": "user_input", "content": [{"type": "text", "text": "x"}]}]
+    assert wire.normalize_input({"type": "user_input"}) == [{"type": "user_input"}]
+    assert wire.normalize_input({"type": "thought", "signature": "s", "content": "kept"}) == [
+        {"type": "thought", "signature": "s", "content": "kept"}]
+    assert wire.normalize_input(MappingProxyType({"role": "user", "content": {"type": "text", "text": "y"}})) == [
+        {"type": "user_input", "content": [{"type": "text", "text": "y"}]}]
+    assert wire.normalize_input({"role": "user", "content": ["a", img]}) == [
+        {"type": "user_input", "content": [{"type": "text", "text": "a"}, img]}]
+    assert wire.normalize_input({"role": "model", "content": None}) == []
+    assert wire.normalize_input(None) == [] and wire.normalize_input([]) == []
+    assert wire.normalize_output(None) == [] and wire.normalize_output({}) == []
+    assert wire.normalize_output({"id": "x", "status": "in_progress"}) == []
+    assert wire.normalize_output({"steps": ["junk", {"type": "model_output", "content": "ok"}]}) == [
+        {"type": "model_output", "content": [{"type": "text", "text": "ok"}]}]
+
+
+@pytest.mark.parametrize("bad", [{"role": "user", "content": 5}, {"role": "user", "content": [5]}, ["ok", 3.5],
+                                 [{"role": "tool", "content": "x"}], ("a",)])
+def test_malformed_turns_and_items_are_a_clear_error(bad):
+    with pytest.raises(WireFormatError):
+        wire.normalize_input(bad)
+
+
+def test_a_1x_get_body_splits_its_input_from_its_outputs():
+    body = {"input": [{"role": "user", "content": "hi"}], "outputs": [{"type": "text", "text": "hello"}]}
+    assert wire.split_get_steps(body) == (
+        [{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}],
+        [{"type": "model_output", "content": [{"type": "text", "text": "hello"}]}],
+    )
+    assert wire.split_get_steps({"steps": []}, []) == ([], [])
+    assert wire.split_get_steps({"steps": []}) == ([], [])
+
+
+def test_text_is_read_from_text_blocks_and_plain_string_content_only():
+    steps = [
+        {"type": "user_input", "content": "typed"},
+        {"type": "user_input", "content": [{"type": "image", "text": "not a caption"}, {"type": "text", "text": 5},
+                                           "bare", {"type": "text", "text": "second"}]},
+        {"type": "model_output", "content": "said"},
+        {"type": "model_output"},
+        {"type": "model_output", "content": [{"type": "text", "text": "more"}]},
+        {"type": "function_result", "call_id": "c", "content": "not typed"},
+    ]
+    assert wire.input_text(steps) == "typed\nsecond"
+    assert wire.output_text(steps) == "said\nmore"
+
+
+def test_the_context_hash_tells_apart_what_the_model_would_see_differently():
+    def h(*steps):
+        return wire.context_hash(None, list(steps))
+
+    u = {"type": "user_input", "content": [{"type": "text", "text": "hi"}]}
+    m = {"type": "model_output", "content": [{"type": "text", "text": "hi"}]}
+    fr = {"type": "function_result", "call_id": "a", "name": "f", "result": "r"}
+    fc = {"type": "function_call", "id": "a", "name": "f", "arguments": {"x": 1}}
+    fut = {"type": "hologram_call", "id": "h", "arguments": {"z": 1}, "signature": "s1"}
+    assert h(u) != h(m) != h() and h(u, m) != h(m, u)
+    assert h(u, fr) != h(u, {**fr, "call_id": "b"}) and h(u, fr) != h(u, {**fr, "result": "other"})
+    assert h(u, fc) != h(u, {**fc, "arguments": {"x": 2}}) and h(u, fc) != h(u, {**fc, "name": "g"})
+    assert h(u, fc) == h(u, {**fc, "id": "other"})  # a call's id is the server's, not the meaning
+    assert h(fut) != h({**fut, "arguments": {"z": 2}}) and h(fut) == h({**fut, "signature": "s2"})
+    assert h(u, {"type": "thought", "signature": "x"}, m) == h(u, m) == h({"type": "user_input", "content": "hi"}, m)
+    img = {"type": "image", "data": "QUJD", "mime_type": "image/png"}
+    other = {"type": "user_input", "content": [{**img, "data": "REVG"}]}
+    assert h({"type": "user_input", "content": [img]}) != h(other)
+    assert h({"type": "user_input", "content": [img]}) != h({"type": "model_output", "content": [img]})
+    assert h({"type": "user_input", "content": [{"type": "smell", "note": "a"}]}) != h(
+        {"type": "user_input", "content": [{"type": "smell", "note": "b"}]})
+    assert wire.context_hash(wire.EMPTY_CONTEXT, [u]) == h(u) and wire.context_hash(wire.EMPTY_CONTEXT, []) == wire.EMPTY_CONTEXT
+    assert wire.context_hash(h(u), [m]) == h(u, m) != wire.context_hash(None, [m])
+
+
+def test_media_below_the_threshold_stays_inline_and_a_reference_is_never_split_again():
+    at = "A" * wire.MEDIA_MIN_CHARS
+    below = at[:-1]
+    req = {"input": [{"type": "image", "data": at, "mime_type": "image/png"},
+                     {"type": "audio", "data": below}, {"type": "text", "text": at},
+                     [{"type": "video", "data": at + "B"}]]}
+    split, found = wire.split_media(req)
+    assert [v[0] for v in found.values()] == ["image/png", None] and len(found) == 2
+    assert split["input"][1] == req["input"][1] and split["input"][2] == req["input"][2]
+    assert split["input"][0]["data"].startswith("convostore-media:sha256:") and split["input"][0]["mime_type"] == "image/png"
+    again, more = wire.split_media(split)
+    assert again == split and more == {}
+    assert wire.split_media(req, min_chars=len(at) + 1)[1].keys() == {next(reversed(found))}
+    assert wire.media_refs(split) == set(found) and wire.media_refs({"data": 1, "x": [[{"data": "plain"}]]}) == set()
+    # A reference whose data is gone stays a reference; one found is joined back, however deep.
+    first = next(iter(found))
+    assert wire.join_media(split, lambda d: found[d][1] if d == first else None)["input"][3] == split["input"][3]
+    assert wire.join_media(split, lambda d: found[d][1]) == req
+    assert wire.has_media('{"data": 1}') and wire.has_media(b'{"data": 1}')
+    assert not wire.has_media('{"text": "image"}') and not wire.has_media(b"{}")
