@@ -337,3 +337,110 @@ def test_cli_import_reads_stdin_in_one_pass(tmp_path):
     bad = data + orjson.dumps(_set(_valid("v1_s9"), "meta.server_state", "gone")) + b"\n"
     res = CliRunner().invoke(cli, ["--db", db, "import", "-"], input=bad)
     assert res.exit_code == 1 and "line 4: meta.server_state" in res.stderr
+
+
+# --- what each refusal says (the schema's every check, on the import a user runs) ----------
+
+_LONG = "X" * 39  # repr 41 characters: cut to 39 and an ellipsis
+_SAYS = [
+    ("meta.latency_ms", "fast", "expected a number, got a string 'fast'"),
+    ("meta.latency_ms", -0.5, "expected a finite number ≥ 0, got -0.5"),
+    ("meta.latency_ms", True, "expected a number, got a boolean True"),
+    ("meta.latency_ms", [1], "expected a number, got a list"),
+    ("meta.status", "Completed!", "expected a lowercase status word, got a string 'Completed!'"),
+    ("meta.status", "X" * 38, "expected a lowercase status word, got a string '" + "X" * 38 + "'"),
+    ("meta.status", _LONG, "expected a lowercase status word, got a string '" + "X" * 38 + "…"),
+    ("meta.status", "a" * 65, "expected a lowercase status word, got a string '" + "a" * 38 + "…"),
+    ("meta.status", 5, "expected a string, got an integer 5"),
+    ("meta.status", 1.5, "expected a string, got a number 1.5"),
+    ("meta.link", "sideways", "expected one of continuation, rebuilt, replay, root, server, stateless, got a string 'sideways'"),
+    ("meta.link", 1, "expected one of continuation, rebuilt, replay, root, server, stateless, got an integer 1"),
+    ("meta.server_state", "gone", "expected one of deleted, expired, live, not_stored, got a string 'gone'"),
+    ("api_version", "v2", "expected one of v1, v1beta, got a string 'v2'"),
+    ("meta.partial", "yes", "expected true or false, got a string 'yes'"),
+    ("meta.stream", 1, "expected true or false, got an integer 1"),
+    ("meta.hop_index", 1.5, "expected an integer, got a number 1.5"),
+    ("meta.hop_index", False, "expected an integer, got a boolean False"),
+    ("meta.hop_index", -1, "expected an integer from 0 to 2147483647, got -1"),
+    ("meta.hop_index", 2**31, "expected an integer from 0 to 2147483647, got 2147483648"),
+    ("response.usage.total_tokens", 2**40, "expected an integer from 0 to 2147483647, got 1099511627776"),
+    ("meta.recorded_at", 1700000000, "expected an ISO 8601 time, got an integer 1700000000"),
+    ("meta.recorded_at", "yesterday", "expected an ISO 8601 time like 2026-11-24T12:00:00Z, got a string 'yesterday'"),
+    ("meta.recorded_at", "2026-11-24T12:00:00Q", "expected an ISO 8601 time like 2026-11-24T12:00:00Z, got a string '2026-11-24T12:00:00Q'"),
+    ("response.steps", "text", "expected a list, got a string 'text'"),
+    ("response.steps", [{"a": 1}, 2], None),  # the path names the item: response.steps[1]
+    ("meta.error", 5, "expected a string or an object, got an integer 5"),
+    ("meta.error", ["x"], "expected a string or an object, got a list"),
+    ("meta", [], "expected an object, got a list"),
+    ("meta", "m", "expected an object, got a string 'm'"),
+    ("id", "", "must not be empty"),
+    ("id", "x" * 513, "longer than 512 characters (513)"),
+    ("id", 5, "expected a string, got an integer 5"),
+    ("meta.conversation_id", {"a": 1}, "expected a string, got an object"),
+    ("request.model", None, None),  # null is "not given": accepted
+    ("convostore", "1", "expected the format version 1, got a string '1'"),
+    ("convostore", 0, "expected the format version 1, got 0"),
+    ("convostore", True, "expected the format version 1, got a boolean True"),
+    ("convostore", 2, "format 2 was written by a newer convostore; this one reads formats up to 1 (upgrade convostore)"),
+    ("kind", "bogus", "expected one of interaction, got a string 'bogus'"),
+    ("request.input", "a\x00b", "contains a NUL character (U+0000), which PostgreSQL cannot store"),
+    ("meta.labels", {"k\x00": 1}, "contains a NUL character (U+0000), which PostgreSQL cannot store"),
+]
+
+
+@pytest.mark.parametrize("path,value,says", _SAYS, ids=[f"{p}={v!r:.20}" for p, v, _ in _SAYS])
+def test_each_refusal_says_what_was_expected_and_what_came(sqlite_store, path, value, says):
+    data = orjson.dumps(_valid("v1_kept")) + b"\n" + orjson.dumps(_set(_valid("v1_x"), path, value))
+    if path == "request.model":
+        assert import_jsonl(sqlite_store, io.BytesIO(data)).added == 2
+        return
+    with pytest.raises(ImportFieldError) as info:
+        import_jsonl(sqlite_store, io.BytesIO(data))
+    if says is None:
+        assert str(info.value) == "line 2: response.steps[1]: expected an object, got an integer 2"
+        assert info.value.path == "response.steps[1]"
+    else:
+        assert str(info.value) == f"line 2: {path}: {says}" and info.value.path == path
+    assert list(sqlite_store.iter_all()) == []
+
+
+@pytest.mark.parametrize("raw,says", [
+    (b"[1]", "a line must be a JSON object, got a list"),
+    (b"null", "a line must be a JSON object, got null"),
+    (b"true", "a line must be a JSON object, got a boolean True"),
+    (b'"s"', "a line must be a JSON object, got a string 's'"),
+    (b"{}", "request: a line needs a 'request' or a 'response'"),
+    (b'{"convostore": 1, "id": "a", "response": null}', "request: a line needs a 'request' or a 'response'"),
+    (orjson.dumps({"id": "a", "request": {"input": [{"type": "text", "text": "\x00"}]}}),
+     "request.input[0].text: contains a NUL character (U+0000), which PostgreSQL cannot store"),
+    (orjson.dumps({"id": "a", "request": {"input": [["\x00"]]}}),
+     "request.input[0][0]: contains a NUL character (U+0000), which PostgreSQL cannot store"),
+    (orjson.dumps(_set(RUN, "run", [])), "run: expected an object, got a list"),
+    (orjson.dumps(_set(RUN, "run.mode", DELETE)), "run.mode: is required"),
+    (orjson.dumps(_set(RUN, "run.mode", "sideways")), "run.mode: expected one of forced, free, got a string 'sideways'"),
+    (orjson.dumps(_set(RUN, "convostore", 7)), "convostore: format 7 was written by a newer convostore; this one reads formats up to 1 (upgrade convostore)"),
+    (orjson.dumps(_set(RUN, "run.settings", {"k": ["\x00"]})), "run.settings.k[0]: contains a NUL character (U+0000), which PostgreSQL cannot store"),
+], ids=lambda x: x[:24] if isinstance(x, bytes) else None)
+def test_a_malformed_line_or_run_is_refused_in_so_many_words(sqlite_store, raw, says):
+    with pytest.raises(ConvostoreError) as info:
+        import_jsonl(sqlite_store, io.BytesIO(raw))
+    assert str(info.value) == f"line 1: {says}"
+
+
+def test_values_at_the_edges_of_each_field_are_accepted(sqlite_store):
+    edges = [
+        _set(_valid("e-hop0"), "meta.hop_index", 0), _set(_valid("e-hopmax"), "meta.hop_index", 2**31 - 1),
+        _set(_valid("e-lat"), "meta.latency_ms", 0.0), _set(_valid("e-latint"), "meta.latency_ms", 7),
+        _set(_set(_valid("e" * 512), "meta.source_id", "s" * 512), "meta.context_hash", "h"), _set(_valid("e-z"), "meta.expires_at", "2026-11-24T12:00:00z"),
+        _set(_valid("e-off"), "response.created", "2026-11-24T12:00:00+05:30"), _set(_valid("e-err"), "meta.error", "boom"),
+        _set(_valid("e-errobj"), "meta.error", {"message": "boom"}), _set(_valid("e-status"), "meta.status", "a" * 64),
+        _set(_valid("e-label"), "meta.labels", {"team": "x", "nested": {"k": [1, None]}}),
+        _set(_valid("e-future"), "response.novel_field", {"anything": [1]}),
+        _set(_valid("e-steps"), "response.outputs", []), _set(_valid("e-nul"), "request.input", "escaped \\u0000 text"),
+        _set(_valid("e-noreq"), "request", None), _set(_set(_valid("e-noid"), "id", DELETE), "response.id", "e-noid"),
+    ]
+    run = _set(_set(RUN, "run.finished_at", "2026-11-24T12:05:00Z"), "run.heartbeat_at", None)
+    data = b"\n".join([orjson.dumps(line) for line in edges] + [orjson.dumps(run)])
+    result = import_jsonl(sqlite_store, io.BytesIO(data))
+    assert (result.added, result.runs) == (len(edges), 1)
+    assert sqlite_store.get("e-nul").request["input"] == "escaped \\u0000 text"

@@ -363,3 +363,19 @@ def test_media_below_the_threshold_stays_inline_and_a_reference_is_never_split_a
     assert wire.join_media(split, lambda d: found[d][1]) == req
     assert wire.has_media('{"data": 1}') and wire.has_media(b'{"data": 1}')
     assert not wire.has_media('{"text": "image"}') and not wire.has_media(b"{}")
+
+
+def test_context_hashes_stay_what_earlier_versions_stored():
+    """Stored and exported rows carry their context hash; a stateless call made with a newer
+    convostore must still find the turn an older one recorded, so the hash never changes."""
+    ada = [{"type": "user_input", "content": [{"type": "text", "text": "Hi, my name is Ada."}]},
+           {"type": "model_output", "content": [{"type": "text", "text": "Hello Ada!"}]}]
+    assert wire.context_hash(None, ada[:1]) == "88860f3ad5747fde3ffd3be4ac879438"
+    assert wire.context_hash(None, ada) == "e93f1d3505d7acddd74b555f9cd1a03c"
+    assert wire.EMPTY_CONTEXT == "0" * 32 == wire.context_hash(None, [])
+
+
+def test_step_type_checks_answer_true_or_false():
+    assert wire.is_step_type(None) is False and wire.is_step_type(5) is False and wire.is_step_type("text") is False
+    assert all(wire.is_step_type(t) is True for t in ("user_input", "model_output", "thought", "user_action", "x_call", "x_result"))
+    assert wire.is_input_step({"type": "user_action"}) and not wire.is_input_step({"type": "thought"})
