@@ -26,8 +26,8 @@ from typing import Any
 
 #: The newest line format this version writes and reads.
 FORMAT_VERSION = 1
-#: Links a row may carry (see ``Store.save``).
-LINKS = frozenset({"root", "server", "rebuilt", "stateless", "continuation", "replay"})
+#: Links a row may carry (see ``Store.save``); ``judge``: a grade ``compare --judge`` asked for.
+LINKS = frozenset({"root", "server", "rebuilt", "stateless", "continuation", "replay", "judge"})
 #: What the server knows of an interaction.
 SERVER_STATES = frozenset({"live", "expired", "deleted", "not_stored"})
 API_VERSIONS = frozenset({"v1", "v1beta"})

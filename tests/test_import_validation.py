@@ -173,7 +173,7 @@ def test_cli_refuses_a_bad_line_in_one_line_on_stderr_and_leaves_the_archive(tmp
     proc = run("import", str(bad))
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "Error: line 2: meta.link: expected one of continuation, rebuilt, replay, root, server, stateless, got a list"
+        "Error: line 2: meta.link: expected one of continuation, judge, rebuilt, replay, root, server, stateless, got a list"
     ]
     listed = run("list", "--json").stdout.splitlines()
     assert [orjson.loads(x)["id"] for x in listed] == ["v1_kept"]
@@ -353,8 +353,8 @@ _SAYS = [
     ("meta.status", "a" * 65, "expected a lowercase status word, got a string '" + "a" * 38 + "…"),
     ("meta.status", 5, "expected a string, got an integer 5"),
     ("meta.status", 1.5, "expected a string, got a number 1.5"),
-    ("meta.link", "sideways", "expected one of continuation, rebuilt, replay, root, server, stateless, got a string 'sideways'"),
-    ("meta.link", 1, "expected one of continuation, rebuilt, replay, root, server, stateless, got an integer 1"),
+    ("meta.link", "sideways", "expected one of continuation, judge, rebuilt, replay, root, server, stateless, got a string 'sideways'"),
+    ("meta.link", 1, "expected one of continuation, judge, rebuilt, replay, root, server, stateless, got an integer 1"),
     ("meta.server_state", "gone", "expected one of deleted, expired, live, not_stored, got a string 'gone'"),
     ("api_version", "v2", "expected one of v1, v1beta, got a string 'v2'"),
     ("meta.partial", "yes", "expected true or false, got a string 'yes'"),

@@ -71,3 +71,26 @@ def test_the_sandbox_judge_is_deterministic():
     assert sandbox_judge(prompt) == sandbox_judge(prompt)
     assert orjson.loads(sandbox_judge(prompt))["score"] == 0.75
     assert orjson.loads(sandbox_judge(prompt.replace("Grace", "Ada")))["score"] == 1.0
+
+
+def test_an_archive_with_the_judges_calls_exports_and_imports_whole(client, sqlite_store, sandbox, tmp_path):
+    """The judge's calls are interactions like any other: a JSONL export of them imports
+    again (all or nothing), and the imported archive still answers as the judge's cache."""
+    import io
+
+    from convostore.archive import export_jsonl, import_jsonl
+    from convostore.store import Store
+
+    rc, heads, run = _runs(client, sqlite_store)
+    compare(sqlite_store, run.id, judge=Judge(sqlite_store, SANDBOX_JUDGE, client=rc))
+    out = io.BytesIO()
+    export_jsonl(sqlite_store, out)
+    copy = Store(tmp_path / "copy.db")
+    result = import_jsonl(copy, io.BytesIO(out.getvalue()))
+    assert result.added == len(list(sqlite_store.list())) and result.runs == 1
+    assert sorted(r.id for r in copy.list(replay_run_id=run.id) if r.link == "judge") == sorted(
+        r.id for r in sqlite_store.list(replay_run_id=run.id) if r.link == "judge") != []
+    cached = Judge(copy, SANDBOX_JUDGE, client=rc)
+    compare(copy, run.id, judge=cached)
+    assert cached.requests == 0
+    copy.close()
