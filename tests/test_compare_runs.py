@@ -208,3 +208,152 @@ def test_stats_and_runs_show_cost_and_say_when_unknown(runs):
     res = runner.invoke(cli, [*db, "runs", "--json"])
     costs = {r["id"]: r["cost_usd"] for r in map(orjson.loads, res.stdout.splitlines())}
     assert costs[b.id] is None and costs[a.id] == pytest.approx(by_model["gemini-2.5-pro"]["cost_usd"])
+
+
+# --- exact verdicts and totals over an archive whose every number is known -----------------
+
+
+def _line(iid, *, conv, parent=None, link="root", model=SOURCE, question="q", answer=None, status="completed",
+          run=None, source=None, latency=None, tokens=(10, 5), labels=None, hop=0):
+    """One export line, as another convostore (or a hand) would write it."""
+    response = None
+    if status != "failed":
+        response = {"id": iid, "status": status, "model": model, "created": "2026-11-24T12:00:00Z",
+                    "steps": [{"type": "model_output", "content": [{"type": "text", "text": answer}]}],
+                    "usage": {"total_input_tokens": tokens[0], "total_output_tokens": tokens[1],
+                              "total_thought_tokens": 2, "total_cached_tokens": 0}}
+    meta = {"conversation_id": conv, "parent_id": parent, "link": link, "context_hash": f"h-{iid}", "status": status,
+            "latency_ms": latency, "replay_run_id": run, "source_id": source, "labels": labels, "hop_index": hop,
+            "recorded_at": "2026-11-24T12:00:00Z", "error": {"message": "503", "status": 503} if status == "failed" else None}
+    return {"convostore": 1, "id": iid, "api_version": "v1", "request": {"model": model, "input": question},
+            "response": response, "meta": {k: v for k, v in meta.items() if v is not None}}
+
+
+QA = [("Hi, my name is Ada.", "Hello Ada, nice to meet you."), ("I like chess.", "Chess is a fine game."),
+      ("What is my name?", "Your name is Ada."), ("Bye.", "Goodbye Ada.")]
+
+
+@pytest.fixture
+def known(sqlite_store):
+    """Conversation A (4 turns) replayed by run-pro, and conversation B (1 turn) by run-pro and run-x.
+
+    run-pro on A: turn 1 the same words (latency 100); turn 2 a failed attempt, then an answer
+    (200); turn 3 an answer then a failed retry, labelled diverged (300); turn 4 never answered.
+    Its judge's call on turn 1 is not an answer. On B: one answer in two hops (the last counts).
+    run-x (a model with no price) on B: a failed attempt only.
+    """
+    import io
+
+    from convostore.archive import import_jsonl
+
+    lines, prev = [], None
+    for k, (q, a) in enumerate(QA, 1):
+        lines.append(_line(f"a{k}", conv="a1", parent=prev, link="server" if prev else "root", question=q, answer=a,
+                           latency=50.0))
+        prev = f"a{k}"
+    lines.append(_line("b1", conv="b1", question="Hi, my name is Bob.", answer="Hello Bob.", latency=70.0))
+    pro, x = "run-pro", "run-x"
+    ca, cb = f"replay:{pro}:a4", f"replay:{pro}:b1"
+    lines += [
+        _line("p1", conv=ca, link="replay", model="gemini-2.5-pro", question=QA[0][0], answer=QA[0][1], run=pro, source="a1", latency=100.0),
+        _line("p2f", conv=ca, link="replay", model="gemini-2.5-pro", status="failed", run=pro, source="a2"),
+        _line("p2", conv=ca, link="replay", model="gemini-2.5-pro", answer="Chess is a great game.", run=pro, source="a2", latency=200.0),
+        _line("p3", conv=ca, link="replay", model="gemini-2.5-pro", answer="Your name is Ada.", run=pro, source="a3",
+              latency=300.0, labels={"replay_verdict": "diverged"}),
+        _line("p3f", conv=ca, link="replay", model="gemini-2.5-pro", status="failed", run=pro, source="a3"),
+        _line("j1", conv=ca, link="judge", model="sandbox-judge", answer="0.1 nothing alike", run=pro, source="p1", latency=5.0),
+        _line("q1", conv=cb, link="replay", model="gemini-2.5-pro", answer="Hello", run=pro, source="b1", latency=400.0,
+              tokens=(20, 1), hop=0, status="requires_continuation"),
+        _line("q1b", conv=cb, link="continuation", model="gemini-2.5-pro", answer="Hello Bob.", run=pro, source="b1",
+              latency=500.0, tokens=(20, 9), hop=1),
+        _line("x1", conv=f"replay:{x}:b1", link="replay", model="model-x", status="failed", run=x, source="b1"),
+    ]
+    runs = [{"convostore": 1, "kind": "replay_run", "run": {
+        "id": rid, "model": model, "mode": "forced", "status": "completed", "created_at": at, "source_head_id": heads[0],
+        "settings": {"heads": heads}}} for rid, model, heads, at in
+        [(pro, "gemini-2.5-pro", ["a4", "b1"], "2026-11-24T13:00:00Z"), (x, "model-x", ["b1"], "2026-11-25T13:00:00Z")]]
+    import_jsonl(sqlite_store, io.BytesIO(b"\n".join(orjson.dumps(line) for line in lines + runs)))
+    return sqlite_store
+
+
+def test_each_answer_gets_its_verdict_and_the_totals_add_up_exactly(known):
+    c = compare(known, "run-pro", "run-x")
+    conv = c.conversation("a4")
+    pro = [t.replays["run-pro"] for t in conv.turns]
+    assert [a.status for a in pro] == ["completed", "completed", "diverged", "missing"]
+    assert [a.id for a in pro] == ["p1", "p2", "p3", None]  # the answer over a failed attempt, before or after it
+    assert [a.similarity for a in pro[:3]] == [1.0, 0.8, 1.0] and pro[3].similarity is None
+    assert [t.original.similarity for t in conv.turns] == [None] * 4 and conv.original_model == SOURCE
+    assert conv.title == QA[0][0] and [t.input_text for t in conv.turns] == [q for q, _ in QA]
+    bob = c.conversation("b1").turns[0]
+    assert (bob.replays["run-pro"].id, bob.replays["run-pro"].text) == ("q1b", "Hello Bob.")  # the last hop
+    assert bob.replays["run-x"].status == "failed" and bob.replays["run-x"].similarity is None
+
+    t = c.totals()
+    assert {k: t["run-pro"][k] for k in ("conversations", "turns", "completed", "failed", "diverged", "missing")} == {
+        "conversations": 2, "turns": 5, "completed": 4, "failed": 0, "diverged": 1, "missing": 1}
+    assert {k: t["run-x"][k] for k in ("conversations", "turns", "completed", "failed", "diverged", "missing")} == {
+        "conversations": 1, "turns": 1, "completed": 0, "failed": 1, "diverged": 0, "missing": 0}
+    assert t["original"]["conversations"] == 2 and t["original"]["turns"] == 5 and t["original"]["completed"] == 5
+    assert t["run-pro"]["latency_ms"] == {"mean": 275.0, "median": 250.0, "p95": 470.0}  # 100, 200, 300, 500
+    assert t["original"]["latency_ms"] == {"mean": 54.0, "median": 50.0, "p95": 66.0}
+    assert t["run-x"]["latency_ms"] == {"mean": None, "median": None, "p95": None}
+    assert t["run-pro"]["tokens"] == {"input": 50, "output": 24, "thought": 8, "cached": 0, "total": 74}
+    assert t["run-pro"]["similarity"] == {"mean": 0.95, "lowest": 0.8} and t["run-pro"]["score"] == 0.95
+    assert t["run-pro"]["judge"] == {"mean": None, "lowest": None}
+    assert t["run-pro"]["mean_length"] == round(sum(len(a) for a in ("Hello Ada, nice to meet you.", "Chess is a great game.",
+                                                                    "Your name is Ada.", "Hello Bob.")) / 5, 1)
+    pro_price = load_prices().price("gemini-2.5-pro").base
+    assert t["run-pro"]["cost_usd"] == pytest.approx((50 * pro_price.input + 24 * pro_price.output + 8 * pro_price.thought) / 1e6)
+    assert t["run-x"]["cost_usd"] == 0.0 and t["run-x"]["cost_unknown_models"] == []  # a failed turn costs nothing
+    assert t["original"]["cost_usd"] == pytest.approx(
+        load_prices().cost(SOURCE, input_tokens=50, output_tokens=25, thought_tokens=10, cached_tokens=0))
+
+    # Worst first: by lost (failed or missing) turns in any run, then diverged ones, then the lowest score.
+    assert [s.head_id for s in c.summaries] == ["a4", "b1"]  # both lost one turn; a4 also diverged
+    assert [s.badness() for s in c.summaries] == [(-1, -1, 0.8), (-1, 0, 1.0)]
+    rows = {s.head_id: s.to_dict() for s in c.summaries}
+    assert rows["a4"]["runs"]["run-pro"] == {"completed": 3, "failed": 0, "diverged": 1, "missing": 1, "score": 0.933,
+                                            "lowest": 0.8, "similarity": 0.933, "judge": None, "mean_latency_ms": 200.0,
+                                            "cost_usd": pytest.approx((30 * pro_price.input + 15 * pro_price.output
+                                                                       + 6 * pro_price.thought) / 1e6)}
+    assert rows["b1"]["runs"]["run-x"]["failed"] == 1 and rows["b1"]["turns"] == 1 and rows["a4"]["turns"] == 4
+
+
+def test_the_gate_holds_at_each_threshold_and_misses_just_past_it(known):
+    c = compare(known, "run-pro")
+    assert gate(c, fail_under=0.95, max_failed=1, max_p95_latency_ms=470.0, max_cost_usd=1.0) == []
+    missed = gate(c, fail_under=0.951, max_failed=0, max_p95_latency_ms=469.9, max_cost_usd=0.0)
+    assert missed == [
+        "run-pro (gemini-2.5-pro): score 0.95 is under 0.951",
+        "run-pro (gemini-2.5-pro): 1 failed turns, more than 0",
+        "run-pro (gemini-2.5-pro): p95 latency 470 ms is over 469.9 ms",
+        f"run-pro (gemini-2.5-pro): cost ${c.totals()['run-pro']['cost_usd']:.4f} is over $0.0",
+    ]
+    x = compare(known, "run-x")
+    assert gate(x, fail_under=0.0, max_p95_latency_ms=1e9) == [
+        "run-x (model-x): score none is under 0.0", "run-x (model-x): p95 latency none ms is over 1000000000.0 ms"]
+    assert gate(x, max_failed=1, max_cost_usd=0.0) == []
+
+
+def test_runs_are_found_from_any_interaction_they_touched(known):
+    assert [r.id for r in compare(known, "a2").runs] == ["run-pro"]  # a source turn: the runs that replayed it
+    assert [r.id for r in compare(known, "b1").runs] == ["run-pro", "run-x"]  # oldest first
+    c = compare(known, "p2")  # a replayed turn: its run, its conversation in focus
+    assert [r.id for r in c.runs] == ["run-pro"] and c.head_id == "a4" and len(c.turns) == 4
+    assert compare(known, "run-x", "b1").head_id == "b1" and [r.id for r in compare(known, "run-x", "b1").runs] == ["run-x"]
+    c = compare(known, "run-pro", conversation="a1")
+    assert c.head_id == "a4" and [s.head_id for s in c.summaries] != [] and len(c.turns) == 4
+    assert compare(known, "run-pro").turns == [] and compare(known, "run-x").head_id == "b1"
+    with pytest.raises(ConvostoreError, match="a1 is not in the compared runs"):
+        compare(known, "run-x", conversation="a1")
+    with pytest.raises(ConvostoreError, match="nothing to compare"):
+        compare(known)
+    with pytest.raises(ConvostoreError, match="no replay runs matched"):
+        compare(known, since=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    picked = compare(known, since=datetime(2026, 11, 25, tzinfo=timezone.utc))
+    assert [r.id for r in picked.runs] == ["run-x"]
+    assert [r.id for r in compare(known, source_model=SOURCE).runs] == ["run-pro", "run-x"]
+    assert [r.id for r in compare(known, source_model=SOURCE, since=datetime(2026, 11, 25, tzinfo=timezone.utc)).runs] == ["run-x"]
+    with pytest.raises(ConvostoreError, match="no replay runs matched"):
+        compare(known, source_model="gemini-1.0")
