@@ -240,7 +240,7 @@ def known(sqlite_store):
     run-pro on A: turn 1 the same words (latency 100); turn 2 a failed attempt, then an answer
     (200); turn 3 an answer then a failed retry, labelled diverged (300); turn 4 never answered.
     Its judge's call on turn 1 is not an answer. On B: one answer in two hops (the last counts).
-    run-x (a model with no price) on B: a failed attempt only.
+    run-x (a model with no price) on B: two failed attempts (the last shown).
     """
     import io
 
@@ -261,12 +261,13 @@ def known(sqlite_store):
         _line("p3", conv=ca, link="replay", model="gemini-2.5-pro", answer="Your name is Ada.", run=pro, source="a3",
               latency=300.0, labels={"replay_verdict": "diverged"}),
         _line("p3f", conv=ca, link="replay", model="gemini-2.5-pro", status="failed", run=pro, source="a3"),
-        _line("j1", conv=ca, link="judge", model="sandbox-judge", answer="0.1 nothing alike", run=pro, source="p1", latency=5.0),
+        _line("j1", conv="judge:0f0f", link="judge", model="sandbox-judge", answer="0.1 nothing alike", run=pro, source="p1", latency=5.0),
         _line("q1", conv=cb, link="replay", model="gemini-2.5-pro", answer="Hello", run=pro, source="b1", latency=400.0,
               tokens=(20, 1), hop=0, status="requires_continuation"),
         _line("q1b", conv=cb, link="continuation", model="gemini-2.5-pro", answer="Hello Bob.", run=pro, source="b1",
               latency=500.0, tokens=(20, 9), hop=1),
         _line("x1", conv=f"replay:{x}:b1", link="replay", model="model-x", status="failed", run=x, source="b1"),
+        _line("x2", conv=f"replay:{x}:b1", link="replay", model="model-x", status="failed", run=x, source="b1"),
     ]
     runs = [{"convostore": 1, "kind": "replay_run", "run": {
         "id": rid, "model": model, "mode": "forced", "status": "completed", "created_at": at, "source_head_id": heads[0],
@@ -288,6 +289,7 @@ def test_each_answer_gets_its_verdict_and_the_totals_add_up_exactly(known):
     bob = c.conversation("b1").turns[0]
     assert (bob.replays["run-pro"].id, bob.replays["run-pro"].text) == ("q1b", "Hello Bob.")  # the last hop
     assert bob.replays["run-x"].status == "failed" and bob.replays["run-x"].similarity is None
+    assert bob.replays["run-x"].id == "x2"
 
     t = c.totals()
     assert {k: t["run-pro"][k] for k in ("conversations", "turns", "completed", "failed", "diverged", "missing")} == {
