@@ -280,6 +280,9 @@ def test_every_input_form_in_one_list():
     assert wire.normalize_input({"role": "user", "content": ["a", img]}) == [
         {"type": "user_input", "content": [{"type": "text", "text": "a"}, img]}]
     assert wire.normalize_input({"role": "model", "content": None}) == []
+    # A typed object is what its type says, even when it also carries a role (as some dumps do).
+    tagged = {"type": "text", "text": "typed", "role": "user"}
+    assert wire.normalize_input(tagged) == wire.normalize_input([tagged]) == [{"type": "user_input", "content": [tagged]}]
     assert wire.normalize_input(None) == [] and wire.normalize_input([]) == []
     assert wire.normalize_output(None) == [] and wire.normalize_output({}) == []
     assert wire.normalize_output({"id": "x", "status": "in_progress"}) == []
