@@ -1,7 +1,7 @@
 """Every read at 10k, 100k and 1M interactions, and how each grows (issue 12).
 
     python bench/bench_scale.py [--sizes 10000 100000 1000000] [--db postgresql+psycopg://postgres@127.0.0.1/test]
-                                [--repeat 7] [--rebuild]
+                                [--repeat 7] [--rebuild] [--no-export] [--schema-prefix scale]
 
 For each size N it generates a JSONL export of N/10 conversations x 10 turns (three
 models, 1% failed turns, recorded over 60 days, the newest third still live on the
@@ -9,7 +9,8 @@ server), builds an archive from it with ``convostore import`` and times the read
 person or an application makes: ``list``, ``show``, ``chain``, ``tree``, ``history()``,
 ``search`` (a word in one row, in 1% of rows, in every row; by relevance and newest
 first when the store offers it), ``stats``, ``expiring`` (with its peak memory, in a
-process of its own) and a page of ``conversations``. Each figure is the best of
+process of its own) and a page of ``conversations``; the build's import rate and peak
+RSS, and a full export's (each in a process of its own: memory must stay flat in N). Each figure is the best of
 ``--repeat`` runs after one warm-up (``--median``: their median).
 
 Generated files and built archives are cached in ``bench/results/`` (SQLite files;
@@ -49,7 +50,10 @@ WORDS = (
 #: The targets, ms, on the 1M archive.
 TARGETS = {"list": 20, "show": 20, "chain": 20, "tree": 20, "history": 20, "search": 100, "stats": 100,
            "expiring": 100, "conversations": 50}
+#: Interactions per second (issue 12): (phase, PostgreSQL?) -> target.
+RATE_TARGETS = {("import", False): 30_000, ("import", True): 20_000, ("export", False): 60_000, ("export", True): 60_000}
 VERBOSE = False  # --median
+SCHEMA_PREFIX = "scale"  # --schema-prefix
 # A fixed "now" for the generated data: recorded over the 60 days before it.
 EPOCH = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
@@ -129,7 +133,7 @@ def archive(n: int, pg: str | None, rebuild: bool) -> tuple[str, dict[str, float
         generate(n, dump)
         print(f"  generated {dump.name} in {time.perf_counter() - t0:.1f} s", flush=True)
     if pg:
-        schema = f"scale_{n}"
+        schema = f"{SCHEMA_PREFIX}_{n}"
         url = _pg_url(pg, schema)
         have = _pg(pg, f"SELECT to_regclass('{schema}.interaction') IS NOT NULL")[0]
         if have and not rebuild and _pg(pg, f"SELECT count(*) FROM {schema}.interaction")[0] == n:
@@ -143,16 +147,41 @@ def archive(n: int, pg: str | None, rebuild: bool) -> tuple[str, dict[str, float
             return url, _built(n, None)
         for suffix in ("", "-wal", "-shm", ".built"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "convostore", "--db", url, "import", str(dump)], check=True,
-                   stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t0
-    figures = {"import_s": seconds, "import_rate": n / seconds}
+    seconds, rss = _timed("import", url, str(dump))
+    figures = {"import_s": seconds, "import_rate": n / seconds, "import_rss": rss}
     (RESULTS / f"scale-{n}{'-pg' if pg else ''}.built.json").write_text(json.dumps(figures))
     if not pg:
         (RESULTS / f"scale-{n}.db.built").write_text("ok")
     print(f"  built {n:,} by convostore import in {seconds:.1f} s ({n / seconds:,.0f}/s)", flush=True)
     return url, figures
+
+
+_PHASE = (
+    "import resource, sys, time; from convostore.store import Store; "
+    "from convostore.archive import export_jsonl, import_jsonl; kind, url, path = sys.argv[1:]; s = Store(url); "
+    "t0 = time.perf_counter(); "
+    "n = import_jsonl(s, path).added if kind == 'import' else export_jsonl(s, open(path, 'wb')); "
+    "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
+
+
+def _timed(kind: str, url: str, path: str) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of ``import_jsonl``/``export_jsonl`` in a process of its own
+    (what ``convostore import``/``export`` run, without the CLI's start-up)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _PHASE, kind, url, path], check=True, capture_output=True, text=True, env=env)
+    seconds, rss = out.stdout.split()
+    return float(seconds), float(rss)
+
+
+def export_figures(url: str, n: int) -> dict[str, float]:
+    """Export rate (interactions/s) and peak RSS of exporting the whole archive to a file."""
+    target = RESULTS / f"export-{n}.jsonl"
+    try:
+        seconds, rss = _timed("export", url, str(target))
+    finally:
+        target.unlink(missing_ok=True)
+    return {"export /s": n / seconds, "export RSS MB": rss}
 
 
 def _built(n: int, pg: str | None) -> dict[str, float]:
@@ -255,9 +284,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per operation (median reported)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild cached archives (after a schema change)")
     ap.add_argument("--median", action="store_true", help="report the median run instead of the best")
+    ap.add_argument("--no-export", action="store_true", help="skip timing a full export")
+    ap.add_argument("--schema-prefix", default="scale", help="PostgreSQL: schemas are PREFIX_<N>")
     args = ap.parse_args()
-    global VERBOSE
+    global VERBOSE, SCHEMA_PREFIX
     VERBOSE = args.median
+    SCHEMA_PREFIX = args.schema_prefix
     if args.db and not args.db.startswith("postgresql"):
         ap.error("--db takes a postgresql:// URL (SQLite is the default)")
     if args.db and args.db.startswith("postgresql://"):
@@ -274,6 +306,10 @@ def main() -> None:
         figures["x JSONL"] = ratio
         if built.get("import_rate"):
             figures["import /s"] = built["import_rate"]
+        if built.get("import_rss"):
+            figures["import RSS MB"] = built["import_rss"]
+        if not args.no_export:
+            figures.update(export_figures(url, n))
         for name, value in figures.items():
             table.setdefault(name, {})[n] = value
         print("  " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
@@ -287,8 +323,12 @@ def main() -> None:
         first, last = by_n.get(sizes[0]), by_n.get(sizes[-1])
         grew = f"{last / first:.1f}x" if first and last else "-"
         target = TARGETS.get(name.split()[0]) if not name.endswith(("MB", "/s", "JSONL", "interaction")) else None
+        if name.endswith("/s"):
+            target = RATE_TARGETS.get((name.split()[0], bool(args.db)))
         verdict = "-"
-        if target is not None and biggest >= 1_000_000:
+        if target is not None and name.endswith("/s"):
+            verdict = f">= {target:,}: {'met' if by_n[biggest] >= target else 'NOT met'}"
+        elif target is not None and biggest >= 1_000_000:
             verdict = f"<= {target}: {'met' if by_n[biggest] <= target else 'NOT met'}"
         elif target is not None:
             verdict = f"<= {target} at 1M"

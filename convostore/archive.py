@@ -293,17 +293,19 @@ class _Importer:
     is recorded so the import can be undone."""
 
     def __init__(
-        self, store: "Store", on_conflict: str, result: ImportResult, journal: Journal | None, side: Any = None
+        self, store: "Store", on_conflict: str, result: ImportResult, journal: Journal | None,
+        stream: bool = False, side: Any = None,
     ) -> None:
         self.store = store
         self.policy = on_conflict
         self.result = result
         self.journal = journal
+        self.stream = stream
         self.side = side
 
     def write(self, w: "Writer", chunk: _Chunk) -> None:
         result = self.result
-        if chunk.rows and self.side is not None and self._fresh(chunk.rows) and w.stream_many(chunk.rows):
+        if chunk.rows and self.stream and self._fresh(chunk.rows) and w.stream_many(chunk.rows):
             result.added += len(chunk.rows)
             return
         if chunk.run is not None:
@@ -324,12 +326,13 @@ class _Importer:
 
     def _fresh(self, rows: list[dict[str, Any]]) -> bool:
         """PostgreSQL, streaming: no id of these rows is repeated among them or stored
-        (asked on a connection of its own: the import's is busy with its COPY). An id
+        (asked on a connection of its own: the import's is busy with its COPY; a bulk
+        import holds the table, so it asks no one and the primary key answers). An id
         written earlier in the file is caught by the server (``StreamRepeatError``)."""
         ids = [r["id"] for r in rows]
         if len(set(ids)) != len(ids):
             return False
-        return self.side.exec_driver_sql(_SQL_STORED_PG, (ids,)).first() is None
+        return self.side is None or self.side.exec_driver_sql(_SQL_STORED_PG, (ids,)).first() is None
 
     def end(self) -> None:
         """Before the last COMMIT: a conflict under ``fail`` takes the whole import back."""
@@ -403,7 +406,7 @@ def _restorer(store: "Store") -> Any:
 
 
 def import_jsonl(
-    store: "Store", source: str | os.PathLike[str] | IO[bytes], *, on_conflict: str = "skip"
+    store: "Store", source: str | os.PathLike[str] | IO[bytes], *, on_conflict: str = "skip", bulk: bool | None = None
 ) -> ImportResult:
     """Import a JSONL export, all or nothing; ids already stored with the same content
     are skipped (so importing twice adds nothing).
@@ -419,6 +422,11 @@ def import_jsonl(
     conflict, counted in the result with its first ids; ``on_conflict`` chooses:
     ``skip`` keeps the stored row, ``fail`` raises ``ImportConflictError`` after
     reading the whole file (nothing lands), ``replace`` takes the file's row.
+
+    ``bulk`` (PostgreSQL): drop the table's secondary indexes for the import and build
+    them afresh before COMMIT, faster for a large file but the table stays locked
+    (readers and recorders wait) until the import ends. The default decides by size:
+    a file of at least ``BULK_BYTES`` and larger than the table.
     """
     if on_conflict not in ON_CONFLICT:
         raise ConvostoreError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
@@ -433,7 +441,7 @@ def import_jsonl(
         if store.dialect == "sqlite":
             _import_in_batches(store, _chunks(fh, retention, result), on_conflict, result)
         else:
-            result = _import_in_one_transaction(store, fh, retention, on_conflict)
+            result = _import_in_one_transaction(store, fh, retention, on_conflict, bulk)
     finally:
         if paused:
             gc.enable()
@@ -449,7 +457,18 @@ def import_jsonl(
 _SQL_STORED_PG = "SELECT 1 FROM interaction WHERE id = ANY(%s) LIMIT 1"
 
 
-def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on_conflict: str) -> ImportResult:
+#: PostgreSQL: a file this large, and larger than the table, is imported in bulk (see ``import_jsonl``).
+BULK_BYTES = 64 << 20
+
+
+def _is_large(w: "Writer", fh: IO[bytes]) -> bool:
+    here = fh.tell()
+    size = fh.seek(0, io.SEEK_END) - here
+    fh.seek(here)
+    return size >= BULK_BYTES and size > (w.conn.exec_driver_sql("SELECT pg_table_size('interaction')").scalar() or 0)
+
+
+def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on_conflict: str, bulk: bool | None) -> ImportResult:
     """PostgreSQL: one transaction. Batches of new rows go into one streaming ``COPY``
     (``Writer.stream_many``); a batch holding stored or repeated ids ends it and takes
     the general path. If the server finds an id the stream repeated (a line earlier in
@@ -460,10 +479,12 @@ def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on
     start = fh.tell() if stream else 0
     while True:
         result = ImportResult()
-        side = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") if stream else None
+        side = None
         try:
             with store.writer(check_chains=True) as w:
-                importer = _Importer(store, on_conflict, result, None, side)
+                if not (stream and (bulk if bulk is not None else _is_large(w, fh)) and w.drop_indexes()) and stream:
+                    side = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                importer = _Importer(store, on_conflict, result, None, stream, side)
                 for chunk in _chunks(fh, retention, result):
                     importer.write(w, chunk)
                 w.end_stream()

@@ -249,6 +249,42 @@ def test_a_line_repeated_batches_later_counts_as_in_the_same_batch(store, tmp_pa
     assert store.stats()["interactions"] == 2 * BATCH + 11
 
 
+def _indexes(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            return sorted(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").scalars())
+        return sorted(conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE tablename = 'interaction' AND schemaname = current_schema()").scalars())
+
+
+def test_a_bulk_import_rebuilds_every_index_and_a_failed_one_keeps_them(store, tmp_path):
+    """``bulk``: the indexes are dropped for the import and built again before COMMIT;
+    a bad line (or a repeated id, which starts the import over) leaves them as they were."""
+    import_jsonl(store, io.BytesIO(orjson.dumps(_valid("v1_old"))))
+    indexes = _indexes(store)
+    lines = [orjson.dumps(_valid(f"v1_{k}", f"v1_{k - 1}" if k % 10 else None)) for k in range(BATCH + 20)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines + [orjson.dumps(_set(_valid("v1_bad"), "meta.latency_ms", "fast"))]))
+    with pytest.raises(ImportFieldError, match=f"^line {BATCH + 21}: meta.latency_ms"):
+        import_jsonl(store, bad, bulk=True)
+    assert _indexes(store) == indexes and not store.exists("v1_0")
+
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(b"\n".join(lines))
+    result = import_jsonl(store, good, bulk=True)
+    assert (result.added, result.skipped) == (BATCH + 20, 0)
+    assert _indexes(store) == indexes
+    assert [r.id for r in store.search("v1_1005", limit=5)] == ["v1_1005"]
+    assert [r.id for r in store.chain("v1_1009")] == [f"v1_{k}" for k in range(1000, 1010)]
+    assert store.stats()["interactions"] == BATCH + 21
+
+    again = tmp_path / "again.jsonl"  # a repeated id: the server finds it, the import starts over
+    again.write_bytes(b"\n".join([line.replace(b"v1_", b"v2_") for line in lines + [lines[5]]]))
+    result = import_jsonl(store, again, bulk=True)
+    assert (result.added, result.skipped) == (BATCH + 20, 1)
+    assert _indexes(store) == indexes
+    assert store.stats()["interactions"] == 2 * BATCH + 41
+
+
 class _Pipe(io.RawIOBase):
     """A stream that cannot seek (standard input from a pipe)."""
 

@@ -85,6 +85,14 @@ _SQL_EXISTING = "SELECT id FROM interaction WHERE id IN (SELECT value FROM json_
 _PG_TRACK = "CREATE TEMPORARY TABLE convostore_new_rows (id text PRIMARY KEY) ON COMMIT DROP"
 _PG_TRACK_COPY = "COPY convostore_new_rows (id) FROM STDIN"
 _PG_COPY = f"COPY interaction ({', '.join(_COLUMN_ORDER)}) FROM STDIN"
+# What a bulk import drops and rebuilds: every index of the table but its primary key
+# (read from the catalog, so a migration's index changes are followed).
+_PG_SECONDARY_INDEXES = (
+    "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = 'interaction'::regclass AND NOT i.indisprimary ORDER BY c.relname DESC"
+)
+#: Sort memory for rebuilding those indexes (the server's default, 64 MB, spills a 1M-row GIN build).
+_PG_BUILD_MEMORY = "256MB"
 # The chain check (Writer.check_chains): walk down from the new rows whose parent is
 # not new; older rows met on the way (older rows whose parent is new) are leaves.
 # UNION ALL is safe: a row has one parent, so a loop of new rows has no way in.
@@ -165,6 +173,7 @@ class Writer:
         self._copy: Any = None
         self._copy_cm: Any = None
         self._streamed: Any = None
+        self._rebuild: list[str] = []  # index definitions dropped for a bulk stream
         self._tracking = check_chains
         self._base = 0
         if check_chains:
@@ -182,6 +191,25 @@ class Writer:
         if self._copy is not None:
             self.end_stream()
         return self._conn
+
+    def drop_indexes(self) -> int:
+        """PostgreSQL, before a bulk ``stream_many``: drop the interaction table's
+        secondary indexes (the search index among them) in this transaction; the stream's
+        end rebuilds each from its saved definition, sorted in bulk rather than grown row
+        by row. The primary key stays (it finds repeated ids). Until COMMIT the table is
+        locked against everyone else, readers too: for imports large against the table
+        (a restore into an empty archive). Returns how many were dropped: none when
+        another session holds the table past the lock timeout."""
+        self.end_stream()
+        defs = self._conn.exec_driver_sql(_PG_SECONDARY_INDEXES).all()
+        try:
+            with self._conn.begin_nested():
+                for name, _ in defs:
+                    self._conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        except SQLAlchemyError:
+            return 0  # another session holds the table (lock timeout): import with the indexes
+        self._rebuild.extend(definition for _, definition in defs)
+        return len(defs)
 
     def stream_many(self, rows: Sequence[Mapping[str, Any]]) -> bool:
         """PostgreSQL: write rows the caller knows are new (ids neither stored nor written
@@ -233,6 +261,14 @@ class Writer:
                 spool.seek(0)
                 for line in spool:
                     copy.write_row((orjson.loads(line),))
+        self._rebuild_indexes()
+
+    def _rebuild_indexes(self) -> None:
+        if not self._rebuild:
+            return
+        self._conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_PG_BUILD_MEMORY}'")
+        while self._rebuild:
+            self._conn.exec_driver_sql(self._rebuild.pop())
 
     def _abort_stream(self) -> None:
         """A failed transaction: let go of the COPY without waiting for the server."""
@@ -342,8 +378,10 @@ class Writer:
         return len(fresh)
 
     def finish(self) -> None:
-        """Before COMMIT: the open COPY ends, then the chain check, when asked for."""
+        """Before COMMIT: the open COPY ends (dropped indexes are rebuilt), then the
+        chain check, when asked for."""
         self.end_stream()
+        self._rebuild_indexes()
         if self._tracking:
             self.check_chains()
 
