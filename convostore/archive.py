@@ -68,15 +68,27 @@ class ImportResult:
 
 
 def _line(row: "Row") -> dict[str, Any]:
-    meta = {k: getattr(row, k) for k in META_FIELDS}
+    meta = {}
+    for k in META_FIELDS:
+        v = getattr(row, k)
+        if v is not None:
+            meta[k] = v
     return {
         "convostore": FORMAT_VERSION,
         "id": row.id,
         "api_version": row.api_version,
-        "request": row.request,
-        "response": row.response,
-        "meta": {k: v for k, v in meta.items() if v is not None},
+        "request": _verbatim(row.request_json) or row.request,
+        "response": _verbatim(row.response_json) or row.response,
+        "meta": meta,
     }
+
+
+def _verbatim(raw: str | None) -> Any:
+    """A stored JSON column written into the line as it is (no decode and encode again),
+    unless it holds media references to join back, or a line break (JSONL is one per line)."""
+    if raw is None or raw == "null" or "convostore-media:" in raw or "\n" in raw:
+        return None
+    return orjson.Fragment(raw)
 
 
 def _rows(store: "Store", conversation: str | None, since: datetime | None) -> Iterator["Row"]:

@@ -8,7 +8,7 @@ import builtins
 import os
 import re
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -85,6 +85,11 @@ _CONV_COUNT = select(func.count()).select_from(T).where(T.c.conversation_id == b
 _STATUS = select(T.c.server_state, T.c.expires_at).where(T.c.id == bindparam("iid"))
 
 
+
+#: ``Row``'s fields in order, as result columns, and which of them are times.
+_ROW_COLUMNS = [_COLUMN_FOR_FIELD[name] for name in _ROW_FIELDS]
+_ROW_TIMES = [i for i, name in enumerate(_ROW_FIELDS) if name in ("created", "updated", "recorded_at", "expires_at")]
+
 class Queries(StoreBase):
     """The read side of ``Store``."""
 
@@ -98,14 +103,12 @@ class Queries(StoreBase):
 
     def _row(self, r: Any, depth: int = 0) -> Row:
         m = r._mapping
-        row = Row(
-            **{name: m[_COLUMN_FOR_FIELD[name]] for name in _ROW_FIELDS},
-            depth=depth,
-            _media=self._media_lookup(),
-        )
-        for attr in ("created", "updated", "recorded_at", "expires_at"):
-            setattr(row, attr, _utc(getattr(row, attr)))
-        return row
+        values = [m[c] for c in _ROW_COLUMNS]
+        for i in _ROW_TIMES:  # SQLite gives naive UTC datetimes
+            v = values[i]
+            if v is not None and v.tzinfo is None:
+                values[i] = v.replace(tzinfo=timezone.utc)
+        return Row(*values, depth=depth, _media=self._media_lookup())
 
     # --- queued writes (read your own writes) ------------------------------------------
 
