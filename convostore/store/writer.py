@@ -229,7 +229,9 @@ class Writer:
             params.append(p)
         if self._copy is None:
             cur = self._pg().cursor()
-            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            # One statement for the whole import: it runs as long as the file takes, so
+            # the store's statement timeout (a guard for recorders' calls) is off for it.
+            cur.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL statement_timeout = 0")
             self._copy_cm = cur.copy(_PG_COPY)
             self._copy = self._copy_cm.__enter__()
         write = self._copy.write_row
@@ -266,7 +268,7 @@ class Writer:
     def _rebuild_indexes(self) -> None:
         if not self._rebuild:
             return
-        self._conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_PG_BUILD_MEMORY}'")
+        self._conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_PG_BUILD_MEMORY}'; SET LOCAL statement_timeout = 0")
         while self._rebuild:
             self._conn.exec_driver_sql(self._rebuild.pop())
 
