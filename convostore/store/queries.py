@@ -108,7 +108,10 @@ class Queries(StoreBase):
             v = values[i]
             if v is not None and v.tzinfo is None:
                 values[i] = v.replace(tzinfo=timezone.utc)
-        return Row(*values, depth=depth, _media=self._media_lookup())
+        row = Row(*values)
+        row.depth = depth
+        row._media = self._media_lookup()
+        return row
 
     # --- queued writes (read your own writes) ------------------------------------------
 
