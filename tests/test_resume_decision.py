@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import logging
+import sqlite3
 import urllib.error
 import urllib.request
 
@@ -213,3 +215,38 @@ def test_the_decision_is_public_for_any_sender(rc, store, sandbox):
     assert resume.plan(store, body).rebuilt  # now known gone: no doomed request next time
     status, done = _post(url, rebuilt.body)
     assert status == 200 and "Your name is Ada" in wire.output_text(wire.normalize_output(done))
+
+
+def test_a_store_failure_marking_a_lost_chain_goes_to_on_store_error_and_the_rebuild_goes_on(
+    client, sqlite_store, sandbox, tmp_path, caplog
+):
+    """A sender's ``on_store_error`` hears of an archive it could not mark (another writer
+    holds the lock); without one the failure is logged. Either way the rebuilt plan comes back."""
+    rc = convostore.record(client, store=sqlite_store, strict=True)
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    sandbox.expire()
+    body = {"model": MODEL, "input": "What is my name?", "previous_interaction_id": t1.id}
+    status, answer = _post(f"{sandbox.base_url}/v1/interactions", body)
+    assert status == 400
+
+    class Lost(Exception):
+        status_code = 400
+
+    lost = Lost(answer["error"]["message"])
+    locked = convostore.Store(tmp_path / "archive.db", busy_timeout=0)
+    other_writer = sqlite3.connect(tmp_path / "archive.db")
+    other_writer.execute("BEGIN IMMEDIATE")
+    try:
+        heard: list[BaseException] = []
+        told = resume.after_error(locked, body, lost, on_store_error=heard.append)
+        assert told is not None and told.rebuilt_from == t1.id and told.turns == 1
+        assert len(heard) == 1 and "locked" in str(heard[0])
+        with caplog.at_level(logging.WARNING, logger="convostore"):
+            logged = resume.after_error(locked, body, lost)
+        assert logged is not None and logged.rebuilt_from == t1.id
+        assert f"could not mark {t1.id} expired" in caplog.text
+    finally:
+        other_writer.rollback()
+        other_writer.close()
+        locked.close()
+    assert sqlite_store.get(t1.id).server_state == "live"  # the mark never landed
