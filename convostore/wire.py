@@ -13,6 +13,7 @@ All functions here are pure (no I/O) and never mutate their arguments.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -80,6 +81,22 @@ def _as_blocks(content: Any) -> list[Block]:
                 raise WireFormatError(f"content item is neither text nor an object: {item!r:.80}")
         return out
     raise WireFormatError(f"content is neither text, an object nor a list: {content!r:.80}")
+
+
+_SDK_MAJOR = re.compile(r"google-genai-sdk/(\d+)\.")
+
+
+def request_schema(path_version: str, api_revision: str | None, api_client: str | None) -> str:
+    """Which generation a request speaks: ``v1beta`` (retired ``outputs`` / turns) only for
+    1.x clients. 2.x also calls ``/v1beta`` but speaks ``steps`` (2.0 says so with an
+    ``Api-Revision`` header, later 2.x only by its ``x-goog-api-client`` version), so it
+    is ``v1``. The sandbox answers by this and the proxy resumes by it."""
+    if path_version != "v1beta":
+        return path_version
+    if api_revision:
+        return "v1"
+    sdk = _SDK_MAJOR.search(api_client or "")
+    return "v1" if sdk and int(sdk.group(1)) >= 2 else "v1beta"
 
 
 # --- into canonical steps -------------------------------------------------------

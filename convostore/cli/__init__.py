@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
 
 #: Commands that may create a new archive; every other command refuses a path where none exists.
-CREATES_ARCHIVE = frozenset({"chat", "import", "upgrade", "demo"})
+CREATES_ARCHIVE = frozenset({"chat", "import", "upgrade", "demo", "proxy"})
 
 
 def _fail(message: str) -> None:
@@ -156,7 +156,7 @@ def _register() -> None:
     # Each module adds its commands to `cli`; a missing module (work in progress) is skipped.
     import importlib
 
-    for name in ("archive", "conversations", "maintenance", "sandbox", "resume", "replay", "demo", "removal"):
+    for name in ("archive", "conversations", "maintenance", "sandbox", "resume", "replay", "demo", "removal", "proxy"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:

@@ -63,6 +63,9 @@ class Call:
     #: end from one abandoned early, whatever the network had already delivered.
     events_read: int = 0
     counting: bool = False
+    #: The token the last hop answered with (``requires_continuation``): a proxy, which
+    #: sees each hop as its own request, finds the call the next hop continues by it.
+    continuation_token: str | None = None
 
     def restart(self, annotations: dict[str, Any]) -> None:
         """The call's request was replaced (a rebuilt chain): what it records from now on

@@ -249,6 +249,8 @@ class Recorder:
         if call is not None:
             call.hop_ids.append(row["id"])
             call.recorded += 1
+            token = response.get("continuation_token")
+            call.continuation_token = token if isinstance(token, str) else None
 
     def _refresh(self, ex: Exchange, call: Call | None, response: dict[str, Any]) -> None:
         """A later view of an interaction (GET, cancel): update it in place, or add it.
@@ -380,8 +382,13 @@ class Recorder:
 
     # --- failed attempts --------------------------------------------------------------------
 
-    def record_failure(self, call: Call, exc: BaseException, kwargs: dict[str, Any]) -> None:
-        """A ``create`` that raised: one row with the error, id ``local-<uuid>``."""
+    def record_failure(
+        self, call: Call, exc: BaseException, kwargs: dict[str, Any], *, secrets: set[str] | None = None
+    ) -> None:
+        """A ``create`` that raised: one row with the error, id ``local-<uuid>``.
+
+        ``secrets``: this call's own credentials (a proxied request's key), scrubbed too.
+        """
         try:
             request = _loads(call.last_request) if call.last_request else None
             if not isinstance(request, dict):
@@ -402,10 +409,10 @@ class Recorder:
             )
             row["id"] = extra["id"]
             row["status"] = "failed"
-            secrets = secret_forms(self.secrets) | _call_secrets(kwargs)
-            if secrets:
+            scrub = secret_forms(self.secrets | (secrets or set())) | _call_secrets(kwargs)
+            if scrub:
                 for key in ("request", "error"):
-                    row[key] = _redact(row[key], secrets)
+                    row[key] = _redact(row[key], scrub)
             self._save(row)
         except Exception as store_exc:  # noqa: BLE001
             if self.strict:

@@ -33,8 +33,6 @@ _CODES = {400: "invalid_request", 401: "unauthenticated", 403: "permission_denie
           409: "conflict", 413: "request_too_large", 429: "rate_limit_exceeded", 500: "internal",
           503: "unavailable"}
 
-_SDK = re.compile(r"google-genai-sdk/(\d+)\.")
-
 #: The largest request body the sandbox reads (``Sandbox(max_body=...)``): 32 MiB.
 MAX_BODY = 32 * 1024 * 1024
 
@@ -484,15 +482,8 @@ class Handler(BaseHTTPRequestHandler):
         return scheme.lower() == "bearer" and bool(token.strip())
 
     def _schema(self, path_version: str) -> str:
-        """``v1beta`` (retired ``outputs``) only for 1.x clients; 2.x also calls ``/v1beta`` but
-        speaks ``steps`` (2.0 says so with an ``Api-Revision`` header, later 2.x only by its
-        ``x-goog-api-client`` version), so it is answered as ``/v1``."""
-        if path_version != "v1beta":
-            return path_version
-        if self.headers.get("Api-Revision"):
-            return "v1"
-        sdk = _SDK.search(self.headers.get("x-goog-api-client") or "")
-        return "v1" if sdk and int(sdk.group(1)) >= 2 else "v1beta"
+        """The generation to answer in: ``wire.request_schema`` (the proxy decides by it too)."""
+        return wire.request_schema(path_version, self.headers.get("Api-Revision"), self.headers.get("x-goog-api-client"))
 
     # -- routing ------------------------------------------------------------
 
