@@ -462,3 +462,69 @@ def test_sdk1_through_the_proxy_matches_record(sdk1_python, sqlite_store, tmp_pa
     assert [(r["link"], r["api_version"]) for r in got] == [
         ("root", "v1beta"), ("server", "v1beta"), ("rebuilt", "v1beta"), ("root", "v1beta"), ("root", "v1beta")]
     assert got == expected
+
+
+# --- resuming a chain the server forgot -----------------------------------------------------------
+
+
+def test_a_chain_the_server_aged_out_is_rebuilt_after_its_error(sqlite_store):
+    with Sandbox(retention=3600) as sb, proxied(sqlite_store, sb) as url:
+        client = sdk(url)
+        t1 = client.interactions.create(model=MODEL, input="Hi, my name is Ada.")
+        sb.advance(3601)  # the server's retention passes; the archive's estimate (paid: 55 days) has not
+        t2 = client.interactions.create(model=MODEL, input="What is my name?", previous_interaction_id=t1.id)
+        sent = sb.requests
+    assert "Ada" in t2.steps[-1].content[0].text and "2 user turns" in t2.steps[-1].content[0].text
+    assert [r.get("previous_interaction_id") for r in sent] == [None, t1.id, None]  # refused, then rebuilt
+    row = sqlite_store.get(t2.id)
+    assert (row.link, row.parent_id, row.conversation_id) == ("rebuilt", t1.id, t1.id)
+    assert sqlite_store.get(t1.id).server_state == "expired"
+
+
+def test_a_chain_the_archive_knows_expired_is_rebuilt_without_a_round_trip(sandbox, sqlite_store):
+    from datetime import timedelta
+
+    with proxied(sqlite_store, sandbox, retention=timedelta(0)) as proxy_url:
+        client = sdk(proxy_url)
+        t1 = client.interactions.create(model=MODEL, input="Hi, my name is Ada.")
+        t2 = client.interactions.create(model=MODEL, input="What is my name?", previous_interaction_id=t1.id)
+    assert [r.get("previous_interaction_id") for r in sandbox.requests] == [None, None]  # no doomed attempt
+    assert isinstance(sandbox.requests[1]["input"], list) and "Ada" in t2.steps[-1].content[0].text
+    assert sqlite_store.get(t2.id).link == "rebuilt"
+
+
+def test_a_chain_unknown_to_the_archive_gets_the_servers_error(sandbox, sqlite_store):
+    with proxied(sqlite_store, sandbox) as url:
+        answer = httpx.post(f"{url}/v1/interactions", headers={"x-goog-api-key": KEY},
+                            json={"model": MODEL, "input": "hi", "previous_interaction_id": "v1_never_seen"})
+    assert answer.status_code == 400 and "Invalid turn token" in answer.json()["error"]["message"]
+    (row,) = sqlite_store.list(limit=None)
+    assert row.status == "failed" and row.error["status"] == 400
+
+
+# --- what the app sees right after a call, and when it goes away ----------------------------------
+
+
+def test_flush_makes_a_call_readable_at_once(sandbox, sqlite_store):
+    with running(sqlite_store, upstream=sandbox.base_url) as proxy:
+        client = sdk(proxy.url)
+        out = client.interactions.create(model=MODEL, input="Read me back.", extra_headers={"x-convostore-labels": "k=v"})
+        assert proxy.flush()
+        assert sqlite_store.get(out.id).labels == {"k": "v"}
+
+
+def test_an_app_that_leaves_mid_stream_leaves_a_partial_row(sandbox, sqlite_store):
+    sandbox.hold_streams(1)
+    try:
+        with running(sqlite_store, upstream=sandbox.base_url) as proxy:
+            with httpx.stream("POST", f"{proxy.url}/v1/interactions", headers={"x-goog-api-key": KEY},
+                              json={"model": MODEL, "input": "A long story.", "stream": True}) as answer:
+                first = next(answer.iter_raw())
+            assert b"interaction.created" in first
+            # the proxy noticed the app left: it stops reading the held upstream and records
+            # what passed through, without waiting for a release
+            assert proxy.flush(30)
+            (row,) = sqlite_store.list(limit=None)
+            assert row.partial and row.status == "incomplete" and row.stream
+    finally:
+        sandbox.release()

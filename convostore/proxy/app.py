@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -56,6 +57,8 @@ class ProxyApp:
         self.resume = resume
         self._client: httpx.AsyncClient | None = None
         self._closed = False
+        self._inflight = 0  # Interactions requests being answered (``flush`` waits for them)
+        self._idle = threading.Condition()
 
     # --- ASGI ---------------------------------------------------------------------------------
 
@@ -82,6 +85,16 @@ class ProxyApp:
         if self._client is None:
             self._client = up.make_client(self.timeout)
         return self._client
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until every Interactions request in flight is answered and recorded in the
+        archive (tests read it right after a call); False if ``timeout`` passed first.
+        Call it off the serving loop."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._inflight == 0, timeout):
+                return False
+        return self.capture.flush(max(0.0, deadline - time.monotonic()))
 
     async def aclose(self) -> None:
         """Close the upstream client, record what is queued and flush the archive's writer."""
@@ -110,7 +123,15 @@ class ProxyApp:
             await self._pass_through(method, url, incoming, receive, send)
             return
         incoming.secrets |= hdr.query_secrets(query)
-        await self._interactions(method, url, kind, incoming, receive, send)
+        with self._idle:
+            self._inflight += 1
+        try:
+            await self._interactions(method, url, kind, incoming, receive, send)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.notify_all()
 
     async def _pass_through(self, method: str, url: str, incoming: hdr.Incoming, receive: Receive, send: Send) -> None:
         """Anything but an Interactions call: streamed both ways, untouched, unrecorded."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -190,6 +191,16 @@ class Capture:
         self.recorder.record_failure(call, exc, {}, secrets=item.secrets)
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every exchange finished so far is in the archive (bounded)."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.worker.submit(lambda: None).result(timeout)
+        except (TimeoutError, RuntimeError):
+            return False
+        flush = getattr(self.store, "flush", None)
+        return bool(flush(max(0.0, deadline - time.monotonic()))) if flush is not None else True
 
     def close(self, timeout: float = 5.0) -> bool:
         """Record what is queued, then wait for the store's writer (bounded); False if it

@@ -25,6 +25,7 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
         b"host",
+        b"expect",  # 100-continue is answered by the proxy's own server, not passed on
     }
 )
 

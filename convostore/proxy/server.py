@@ -90,6 +90,10 @@ class RunningProxy:
     url: str
     app: ProxyApp
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything answered so far is in the archive (see ``ProxyApp.flush``)."""
+        return self.app.flush(timeout)
+
 
 @contextmanager
 def running(
