@@ -30,6 +30,7 @@ function say(obj) {
 function text(interaction) {
   const parts = [];
   for (const step of interaction.steps ?? []) {
+    if (step.type !== 'model_output') continue; // a GET carries the turn's input steps too
     for (const block of step.content ?? []) {
       if (block.type === 'text') parts.push(block.text);
     }
