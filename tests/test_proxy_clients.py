@@ -82,11 +82,10 @@ def _sandbox_released(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def rows(proxy: RunningProxy, *ids: str) -> list[Any]:
-    """The archived rows, once the proxy has recorded everything it answered: the app has
-    its answer before the proxy's one recorder thread (FIFO) has written it, off the request path."""
-    proxy.app.capture.worker.submit(lambda: None).result(timeout=30)
+    """The archived rows, once the proxy has recorded everything it answered (the app has
+    its answer before the proxy's recorder thread has written it, off the request path)."""
+    assert proxy.flush(30), "the proxy did not finish recording within 30 s"
     store = proxy.app.capture.store
-    store.flush()
     return [store.get(i) for i in ids]
 
 
@@ -346,10 +345,8 @@ def test_a_429_reaches_curl_with_its_retry_after(proxy, sb):
 # --- keys -----------------------------------------------------------------------------------------------
 
 
-def _archive_bytes(store: Store) -> bytes:
+def _archive_bytes(db: Path) -> bytes:
     """The archive's files as bytes: the database, its WAL and shm, the spool directory."""
-    store.flush()
-    db = Path(store.path or "")
     return b"".join(f.read_bytes()
         for p in db.parent.iterdir() if p.name.startswith(db.name)
         for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file())
@@ -365,7 +362,9 @@ def test_no_key_sent_through_the_proxy_reaches_the_archive(js, proxy, archive, s
     sb.fail(429)
     assert curl(f"{url}?key={QUERY_KEY}&alt=json", {"model": MODEL, "input": "A failed attempt."}, key=None)[0] == 429
     assert js.fails("create", params={"model": "", "input": "A refused one."})["status"] == 400
-    blob = _archive_bytes(archive)
+    assert proxy.flush(30)
+    archive.flush()
+    blob = _archive_bytes(Path(archive.path or ""))
     assert b"Keep my key safe." in blob and b"A failed attempt." in blob  # the calls are there ...
     for key in (JS_KEY, CURL_KEY, QUERY_KEY):
         assert key.encode() not in blob, f"{key} is in the archive"  # ... their keys are not
@@ -436,3 +435,28 @@ def test_an_upstream_that_resets_gives_js_and_curl_a_502(node, archive):
         status, headers, _ = curl(f"{broken.url}/v1/interactions", {"model": MODEL, "input": "Hello?"})
     assert error["status"] == 502
     assert status == 502 and headers["x-convostore-proxy-error"] == "unreachable"
+
+
+# --- the demo ----------------------------------------------------------------------------------------------
+
+
+@needs_curl
+def test_demo_proxy_shows_a_curl_conversation_surviving_expiry(tmp_path):
+    from click.testing import CliRunner
+
+    from convostore.cli import cli
+
+    db = tmp_path / "demo.db"
+    out = CliRunner().invoke(cli, ["--db", str(db), "demo", "--proxy"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert text.count("$ curl -s http://127.0.0.1:") == 3 and "x-convostore-labels: demo=proxy" in text
+    third = text.split("3. The app sends its next turn unchanged:")[1]
+    assert "Your name is Karthik" in third and "(I have seen 3 user turns.)" in third
+    assert "link=rebuilt" in third and "the sandbox answered 400" in third and "curl only saw the 200" in third
+    with Store(db) as store:
+        (rebuilt,) = [r for r in store.list(limit=None) if r.link == "rebuilt"]
+        chain = store.chain(rebuilt.id)
+    assert [r.link for r in chain] == ["root", "server", "rebuilt"]
+    assert all(r.labels == {"demo": "proxy"} for r in chain)
+    assert b"sandbox-demo-key" not in _archive_bytes(db)
