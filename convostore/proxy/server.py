@@ -52,7 +52,7 @@ def check_exposure(host: str, token: str | None) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket (port 0: a free one)."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
