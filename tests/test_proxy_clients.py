@@ -270,6 +270,21 @@ def test_a_js_background_create_and_its_polls_are_recorded(js, proxy, sb):
     assert row.status == "completed" and row.output_text == done["text"] != ""
 
 
+def test_js_cancel_and_delete_through_the_proxy_update_the_archive(js, proxy, sb):
+    sb.background_delay = 60  # stays running until the cancel arrives
+    try:
+        slow = js.call("create", params={"model": MODEL, "input": "A long background job.", "background": True})
+        assert js.call("cancel", id=slow["id"])["status"] == "cancelled"
+    finally:
+        sb.background_delay = 0.2
+    kept = js.call("create", params={"model": MODEL, "input": "Delete me later."})
+    js.call("delete", id=kept["id"])
+    cancelled, deleted = rows(proxy, slow["id"], kept["id"])
+    assert cancelled.status == "cancelled"
+    assert deleted.server_state == "deleted" and deleted.output_text  # gone upstream, kept here
+    assert js.fails("get", id=kept["id"])["status"] == 404
+
+
 def test_a_429_reaches_the_js_sdk_with_its_retry_after(js, sb):
     sb.fail(429, retry_after=7)
     error = js.fails("create", params={"model": MODEL, "input": "Too fast?"})
