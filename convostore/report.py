@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .replaying import ReplayRun
 
 FORMATS = ("table", "markdown", "json", "html")
-_COLORS = ("#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+#: One colour per column (the original, then each run), in charts and legends.
+COLORS = ("#555", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
 def render(comparison: Comparison, format: str = "table", *, width: int | None = None) -> str:
@@ -241,7 +242,7 @@ def _histogram(title: str, series: list[tuple[str, list[float]]], lo: float, hi:
              f'<text x="{pad}" y="14" class="ct">{html.escape(title)} (tallest bin {top})</text>',
              f'<line x1="{pad}" y1="{h - pad}" x2="{w - 8}" y2="{h - pad}" stroke="#999"/>']
     for i, c in enumerate(counts):
-        color = _COLORS[i % len(_COLORS)]
+        color = COLORS[i % len(COLORS)]
         pts = []
         for j, n in enumerate(c):
             y = h - pad - (h - pad - 24) * n / top
@@ -253,9 +254,11 @@ def _histogram(title: str, series: list[tuple[str, list[float]]], lo: float, hi:
     return "".join(parts)
 
 
-_CSS = """
+#: The comparison's styles: inline in the report file, served as /static/report.css by
+#: ``convostore serve`` (whose pages allow no inline style), so both look the same.
+CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;width:100%;table-layout:fixed;margin-bottom:12px}
+.comparison table{border-collapse:collapse;width:100%;table-layout:fixed;margin-bottom:12px}
 td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left;overflow-wrap:anywhere}
 th{background:#f4f4f4}
 .user{color:#555;font-style:italic}
@@ -266,7 +269,8 @@ ins{background:#fff3b0;text-decoration:none}
 .legend span{display:inline-block;margin-right:14px}
 section.conversation{margin-top:28px;border-top:2px solid #ccc}
 #totals td,#conversations td{font-variant-numeric:tabular-nums}
-"""
+th.narrow{width:3em}th.count{width:4em}
+""" + "".join(f".legend .c{i}{{color:{color}}}" for i, color in enumerate(COLORS)) + "\n"
 
 
 def _html_turns(c: Comparison, conv: ConversationComparison, cols: list[tuple[str, str]]) -> str:
@@ -290,15 +294,34 @@ def _html_turns(c: Comparison, conv: ConversationComparison, cols: list[tuple[st
         rows.append(f'<tr class="turn" data-turn="{t.index + 1}"><th>{t.index + 1}</th>'
                     f'<td class="user">{html.escape(t.input_text)}</td>{"".join(cells)}</tr>')
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
-    return (f'<table class="turns"><thead><tr><th style="width:3em">turn</th><th>user</th>{head}</tr></thead>'
+    return (f'<table class="turns"><thead><tr><th class="narrow">turn</th><th>user</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
+def _title(c: Comparison) -> str:
+    if c.focus is not None and len(c.heads) == 1:
+        return f"Comparison of {c.focus.head_id}"
+    return f"Comparison of {len(c.heads)} conversations"
+
+
 def _html(c: Comparison, out: TextIO) -> None:
+    """The self-contained report file: the styles inline, then the body ``serve`` shows too."""
+    out.write(f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>convostore: {html.escape(_title(c))}</title>
+<style>{CSS}</style></head><body>
+""")
+    write_html_body(c, out)
+    out.write("</body></html>\n")
+
+
+def write_html_body(c: Comparison, out: TextIO) -> None:
+    """The comparison as HTML without a document around it, streamed conversation by
+    conversation: the report file's body and ``convostore serve``'s /runs/ID page (one
+    renderer). No inline style or script: the styles are ``CSS``, by class."""
     cols = _columns(c)
     scores = c.scores()
-    title = f"Comparison of {c.focus.head_id}" if c.focus is not None and len(c.heads) == 1 else f"Comparison of {len(c.heads)} conversations"
-    legend = "".join(f'<span style="color:{_COLORS[i % len(_COLORS)]}">■ {html.escape(label)}</span>' for i, (_, label) in enumerate(cols))
+    title = _title(c)
+    legend = "".join(f'<span class="c{i % len(COLORS)}">■ {html.escape(label)}</span>' for i, (_, label) in enumerate(cols))
     latencies = [(label, scores[k].latencies) for k, label in cols]
     every = [v for _, vs in latencies for v in vs]
     lat_svg = _histogram("latency distribution (ms)", latencies, 0.0, max(every, default=1.0), 24, "")
@@ -307,9 +330,7 @@ def _html(c: Comparison, out: TextIO) -> None:
     headers, rows = _total_rows(c)
     totals = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
     prices = f"Prices per 1M tokens as of {html.escape(c.prices.taken)}. " if c.prices.taken else ""
-    out.write(f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>convostore: {html.escape(title)}</title>
-<style>{_CSS}</style></head><body>
+    out.write(f"""<div class="comparison" data-testid="comparison">
 <h1>{html.escape(title)}</h1>
 <p>{len(c.heads)} conversation(s); {len(c.runs)} replay run(s){'; judged by ' + html.escape(c.judge.model) if c.judge is not None else ''}. {prices}Words that differ from the original are <ins>highlighted</ins>.</p>
 <div class="legend">{legend}</div>
@@ -317,7 +338,7 @@ def _html(c: Comparison, out: TextIO) -> None:
 <table id="totals"><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in headers)}</tr></thead><tbody>{totals}</tbody></table>
 <div>{lat_svg}{sim_svg}</div>
 <h2>Conversations, worst first</h2>
-<table id="conversations"><thead><tr><th style="width:3em">#</th><th>conversation</th><th style="width:4em">turns</th><th>first message</th>{"".join(f"<th>{html.escape(label)}</th>" for _, label in cols[1:])}</tr></thead><tbody>
+<table id="conversations"><thead><tr><th class="narrow">#</th><th>conversation</th><th class="count">turns</th><th>first message</th>{"".join(f"<th>{html.escape(label)}</th>" for _, label in cols[1:])}</tr></thead><tbody>
 """)
     for i, s in enumerate(c.summaries):
         cells = "".join(f"<td>{html.escape(_run_cell(s.runs.get(k)))}</td>" for k, _ in cols[1:])
@@ -328,7 +349,7 @@ def _html(c: Comparison, out: TextIO) -> None:
         out.write(f'<section class="conversation" id="c{i + 1}"><h3>{i + 1}. {html.escape(conv.head_id)}'
                   f' <small>({html.escape(conv.original_model or "?")})</small></h3>'
                   f"{_html_turns(c, conv, cols)}<p><a href=\"#conversations\">back to the list</a></p></section>\n")
-    out.write("</body></html>\n")
+    out.write("</div>\n")
 
 
 # -- plain-text tables ---------------------------------------------------------------

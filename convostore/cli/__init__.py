@@ -156,7 +156,7 @@ def _register() -> None:
     # Each module adds its commands to `cli`; a missing module (work in progress) is skipped.
     import importlib
 
-    for name in ("archive", "conversations", "maintenance", "sandbox", "resume", "replay", "demo", "removal", "proxy"):
+    for name in ("archive", "conversations", "maintenance", "sandbox", "resume", "replay", "demo", "removal", "proxy", "serve"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import orjson
 
+from .. import views
 from . import cli, open_store
 from .params import DATE, INTERACTION_ID
 
@@ -32,15 +33,15 @@ def _line(row: Any, indent: int = 0) -> str:
     return f"{pad}{row.id}  {when}  {row.model or row.agent or '-'}  {row.status or '-'}  {row.link or '-'}  {_short(row.input_text, 40)!r} → {_short(row.output_text, 50)!r}"
 
 
-def _emit(rows: Iterable[Any], as_json: bool, tree: bool = False) -> None:
+def _emit(rows: Iterable[Any], tree: bool = False) -> None:
     for row in rows:
-        if as_json:
-            data = row.to_json_dict()
-            if tree:
-                data["depth"] = row.depth
-            click.echo(orjson.dumps(data, default=str).decode())
-        else:
-            click.echo(_line(row, row.depth if tree else 0))
+        click.echo(_line(row, row.depth if tree else 0))
+
+
+def _lines(items: Iterable[dict[str, Any]]) -> None:
+    """A listing's ``--json``: one object per line (``convostore.views`` builds them)."""
+    for item in items:
+        click.echo(views.dumps(item).decode())
 
 
 @cli.command("list")
@@ -54,8 +55,11 @@ def _emit(rows: Iterable[Any], as_json: bool, tree: bool = False) -> None:
 def list_cmd(ctx: click.Context, limit: int, conversation: str | None, model: str | None, status: str | None, since: datetime | None, as_json: bool) -> None:
     """List recorded interactions, newest first."""
     store = open_store(ctx)
+    if as_json:
+        _lines(views.interactions(store, limit=limit, conversation=conversation, model=model, status=status, since=since))
+        return
     rows = store.list(conversation=_conversation(store, conversation), model=model, status=status, since=since, limit=limit or None)
-    _emit(rows, as_json)
+    _emit(rows)
 
 
 @cli.command("show")
@@ -65,12 +69,13 @@ def list_cmd(ctx: click.Context, limit: int, conversation: str | None, model: st
 @click.pass_context
 def show_cmd(ctx: click.Context, interaction_id: str, as_json: bool, raw: bool) -> None:
     """Show one interaction (an id or a unique prefix)."""
-    row = open_store(ctx).get(interaction_id)
+    store = open_store(ctx)
+    if as_json and not raw:
+        click.echo(views.dumps(views.interaction(store, interaction_id), indent=True).decode())
+        return
+    row = store.get(interaction_id)
     if raw:
         click.echo(orjson.dumps({"request": row.request, "response": row.response}, option=orjson.OPT_INDENT_2).decode())
-    elif as_json:
-        data = row.to_json_dict() | {"input_steps": row.input_steps, "output_steps": row.output_steps, "usage": row.usage}
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
     else:
         for key, value in row.to_json_dict().items():
             if value is not None and key not in ("input_text", "output_text"):
@@ -84,7 +89,10 @@ def show_cmd(ctx: click.Context, interaction_id: str, as_json: bool, raw: bool) 
 @click.pass_context
 def chain_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
     """The chain that ends at an interaction, root first."""
-    _emit(open_store(ctx).chain(interaction_id), as_json)
+    if as_json:
+        _lines(views.chain(open_store(ctx), interaction_id))
+        return
+    _emit(open_store(ctx).chain(interaction_id))
 
 
 @cli.command("tree")
@@ -93,7 +101,10 @@ def chain_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
 @click.pass_context
 def tree_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
     """The whole conversation an interaction belongs to, branches indented."""
-    _emit(open_store(ctx).tree(interaction_id), as_json, tree=True)
+    if as_json:
+        _lines(views.tree(open_store(ctx), interaction_id))
+        return
+    _emit(open_store(ctx).tree(interaction_id), tree=True)
 
 
 @cli.command("search")
@@ -104,7 +115,11 @@ def tree_cmd(ctx: click.Context, interaction_id: str, as_json: bool) -> None:
 @click.pass_context
 def search_cmd(ctx: click.Context, text: str, limit: int, newest: bool, as_json: bool) -> None:
     """Full-text search over input and output text."""
-    _emit(open_store(ctx).search(text, limit=limit, order="newest" if newest else "relevance"), as_json)
+    order = "newest" if newest else "relevance"
+    if as_json:
+        _lines(views.search(open_store(ctx), text, limit=limit, order=order))
+        return
+    _emit(open_store(ctx).search(text, limit=limit, order=order))
 
 
 @cli.command("stats")
@@ -113,13 +128,11 @@ def search_cmd(ctx: click.Context, text: str, limit: int, newest: bool, as_json:
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool, prices: str | None) -> None:
     """Counts by model, status and server state; tokens and cost; the archive's size."""
-    from ..prices import cost_summary, load_prices
+    from ..prices import load_prices
 
-    store = open_store(ctx)
-    stats = store.stats()
-    stats["cost"] = cost_summary(load_prices(prices), store.usage())
+    stats = views.stats(open_store(ctx), load_prices(prices))
     if as_json:
-        click.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2, default=str).decode())
+        click.echo(views.dumps(stats, indent=True).decode())
         return
     from ..report import usd
 

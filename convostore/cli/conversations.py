@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-import orjson
-
+from .. import views
 from . import cli, open_store
 from .archive import _short
 from .params import DATE
@@ -28,14 +27,12 @@ def conversations_cmd(ctx: click.Context, limit: int, after: str | None, model: 
                       server_state: str | None, label: str | None, since: datetime | None, until: datetime | None,
                       replays: bool, as_json: bool) -> None:
     """Conversations by latest activity, newest first, a page at a time."""
-    page = open_store(ctx).list_conversations(
-        limit=limit, after=after, model=model, status=status, server_state=server_state, label=label,
-        since=since, until=until, replays=replays,
-    )
+    filters = dict(limit=limit, after=after, model=model, status=status, server_state=server_state, label=label,
+                   since=since, until=until, replays=replays)
     if as_json:
-        items = [c.to_json_dict() for c in page.items]
-        click.echo(orjson.dumps({"items": items, "next": page.next}, default=str).decode())
+        click.echo(views.dumps(views.conversations(open_store(ctx), **filters)).decode())
         return
+    page = open_store(ctx).list_conversations(**filters)  # type: ignore[arg-type]
     for c in page.items:
         when = f"{c.updated_at:%Y-%m-%d %H:%M}" if c.updated_at else "-"
         click.echo(f"{c.id}  {when}  {c.model or '-'}  {c.status or '-'}  {c.turns} turns  {_short(c.first_input, 50)!r}")

@@ -89,18 +89,17 @@ def runs_cmd(ctx: click.Context, as_json: bool, prices: str | None) -> None:
     """List replay runs, newest first, with their cost (a dead run's status is `interrupted`)."""
     if ctx.invoked_subcommand is not None:
         return
+    from .. import views
     from ..prices import load_prices
     from ..replaying import list_runs, run_costs
     from ..report import runs_table
 
     store = open_store(ctx)
-    runs = list_runs(store)
-    costs = run_costs(store, load_prices(prices))
     if as_json:
-        for run in runs:
-            click.echo(orjson.dumps({**run.to_dict(), "cost_usd": costs.get(run.id)}).decode())
-    else:
-        click.echo(runs_table(runs, costs=costs))
+        for data in views.runs(store, load_prices(prices)):
+            click.echo(views.dumps(data).decode())
+        return
+    click.echo(runs_table(list_runs(store), costs=run_costs(store, load_prices(prices))))
 
 
 @runs_cmd.command("delete")

@@ -33,12 +33,13 @@ def _answer_text(store: Any, interaction: Any) -> str:
 @click.pass_context
 def history_cmd(ctx: click.Context, interaction_id: str, model: str | None, fmt: str, as_json: bool) -> None:
     """Print the stateless input (JSON) that continues the chain ending at INTERACTION_ID."""
+    from .. import views
     from ..rebuild import history
 
-    hist = history(open_store(ctx), interaction_id, model=model, format=fmt)  # type: ignore[arg-type]
     if as_json:
-        _dump(hist.to_json())
+        _dump(views.history(open_store(ctx), interaction_id, model=model, format=fmt))
         return
+    hist = history(open_store(ctx), interaction_id, model=model, format=fmt)  # type: ignore[arg-type]
     click.echo(f"{hist.turns} turns ending at {hist.head_id}, for {hist.model}", err=True)
     _dump(hist.input)
 
@@ -137,13 +138,15 @@ def chat_cmd(ctx: click.Context, model: str | None, cont: bool, cid: str | None)
 @click.pass_context
 def expiring_cmd(ctx: click.Context, within: timedelta, as_json: bool) -> None:
     """List conversations whose server state ends within the window."""
+    from .. import views
     from ..resume import expiring
 
+    if as_json:
+        for data in views.expiring(open_store(ctx), within):
+            click.echo(views.dumps(data).decode())
+        return
     for item in expiring(open_store(ctx), within):
-        if as_json:
-            click.echo(orjson.dumps(item.__dict__, default=str).decode())
-        else:
-            click.echo(f"{item.expires_at:%Y-%m-%d %H:%M}  {item.conversation_id}  head={item.head_id}  {item.model}  {item.turns} turns")
+        click.echo(f"{item.expires_at:%Y-%m-%d %H:%M}  {item.conversation_id}  head={item.head_id}  {item.model}  {item.turns} turns")
 
 
 @cli.command("refresh")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from .rows import Row, Run, Turn
+from .rows import Node, Row, Run, Turn
 # Encoding helpers, importable from here as before the split (tests compare the two write paths).
 from .rows import _COLUMN_ORDER, _defaults, _encode, _sqlite_param, _sqlite_params  # noqa: F401
 from .maintenance import Maintenance, OptimizeResult
@@ -48,4 +48,4 @@ def flush_spool(url: str | os.PathLike[str] | None = None) -> int:
         return store.replay_spool()
 
 
-__all__ = ["Store", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult", "flush_spool", "Removal"]
+__all__ = ["Store", "Node", "Row", "Run", "Turn", "Writer", "Conversation", "ConversationPage", "OptimizeResult", "flush_spool", "Removal"]

@@ -1,9 +1,10 @@
-"""Every read: get, chain, chain_links, chain_turns, tree, children, list,
+"""Every read: get, chain, chain_links, chain_turns, tree, tree_nodes, conversation, media, children, list,
 conversations, search, stats. Reads go through ``_connect`` (on SQLite a plain ``BEGIN``,
 so they never wait on the write lock) and stream when they could be large."""
 
 from __future__ import annotations
 
+import base64
 import builtins
 import os
 import re
@@ -22,6 +23,7 @@ from .rows import (
     M,
     R,
     T,
+    Node,
     Row,
     Turn,
     _COLUMN_FOR_FIELD,
@@ -40,6 +42,8 @@ MIN_PREFIX = 6
 MAX_PREFIX = 256
 #: How many matching ids an ambiguous prefix's error names.
 CANDIDATES = 5
+#: How much of a turn's input text ``tree_nodes`` carries.
+NODE_TEXT = 200
 
 # Ancestors of :id. UNION (not UNION ALL) stops on a row already seen, so a cycle
 # ends the recursion instead of looping; _order_chain then reports it.
@@ -419,6 +423,37 @@ class Queries(StoreBase):
             stack.extend((c, depth + 1) for c in reversed(by_parent.get(r.id, [])))
         return out
 
+    def tree_nodes(self, conversation_id: str) -> builtins.list[Node]:
+        """Every turn of a conversation as a ``Node`` (ids, links, a little text), oldest first.
+
+        The tree's shape without its payloads: a viewer draws the branches from it and
+        reads full rows only for the branch it shows. One read of the conversation index.
+        """
+        self._settle()
+        q = (
+            select(T.c.id, T.c.parent_id, T.c.link, T.c.model, T.c.status, T.c.server_state, T.c.recorded_at,
+                   func.substr(T.c.input_text, 1, NODE_TEXT))
+            .where(T.c.conversation_id == conversation_id)
+            .order_by(T.c.recorded_at, T.c.id)
+        )
+        with self._connect() as conn:
+            rows = conn.execute(q).all()
+        return [Node(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6]), r[7]) for r in rows]
+
+    def conversation(self, conversation_id: str) -> summary.Conversation | None:
+        """One conversation's summary (turns, newest turn, expiry), or None: one primary-key read,
+        cheap enough to poll for news."""
+        with self._connect() as conn:
+            return summary.one(conn, conversation_id)
+
+    def media(self, sha256: str) -> tuple[str | None, bytes] | None:
+        """One stored media item as (mime type, bytes), by content hash; None when not stored."""
+        with self._connect() as conn:
+            r = conn.execute(select(M.c.mime_type, M.c.data).where(M.c.sha256 == sha256)).first()
+        if r is None:
+            return None
+        return r[0], base64.b64decode(r[1])
+
     def list(
         self,
         *,
@@ -545,30 +580,64 @@ class Queries(StoreBase):
                 ranked = ranking.pg_rows_in_order(conn, ids, _TYPED)
             return [self._row(r) for r in ranked]
 
-    def usage(self, *, by_run: bool = False) -> builtins.list[dict[str, Any]]:
+    def usage(
+        self,
+        *,
+        by_run: bool = False,
+        conversations: Sequence[str] | None = None,
+        by_day: bool = False,
+        since: datetime | None = None,
+    ) -> builtins.list[dict[str, Any]]:
         """Token sums per model (and per replay run): what a price table turns into cost.
 
         ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
-        largest prompt) tells whether a long-context rate may apply.
+        largest prompt) tells whether a long-context rate may apply. ``conversations``:
+        only those, summed per ``conversation`` (one index range each: a page of them is
+        cheap); ``by_day``: per UTC ``day`` (YYYY-MM-DD); ``since``: recorded then or later
+        (read through the ``recorded_at`` index).
         """
         self._settle()
         if self.dialect == "sqlite":
             thought = "json_extract(usage_json, '$.total_thought_tokens')"
             cached = "json_extract(usage_json, '$.total_cached_tokens')"
+            day = "substr(recorded_at, 1, 10)"
         else:
             thought = "(usage_json::json->>'total_thought_tokens')::bigint"
             cached = "(usage_json::json->>'total_cached_tokens')::bigint"
+            day = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        keys = ["replay_run_id"] if by_run else []
+        extra = []
+        where = ["usage_json IS NOT NULL"]
+        params: dict[str, Any] = {}
+        if conversations is not None:
+            if not conversations:
+                return []
+            keys.append("conversation_id")
+            extra.append("conversation_id AS conversation")
+            where.append("conversation_id IN :cids")
+            params["cids"] = builtins.list(conversations)
+        if by_day:
+            keys.append(day)
+            extra.append(f"{day} AS day")
+        if since is not None:
+            where.append("recorded_at >= :since")
+            params["since"] = _utc(since)
         run = "replay_run_id" if by_run else "NULL"
         sql = text(
-            f"SELECT {run} AS run, model, count(*) AS calls, coalesce(sum(input_tokens), 0) AS input,"
+            f"SELECT {run} AS run, {''.join(e + ', ' for e in extra)}model, count(*) AS calls,"
+            " coalesce(sum(input_tokens), 0) AS input,"
             f" coalesce(sum(output_tokens), 0) AS output, coalesce(sum({thought}), 0) AS thought,"
             f" coalesce(sum({cached}), 0) AS cached, coalesce(sum(total_tokens), 0) AS total,"
             " coalesce(max(input_tokens), 0) AS max_input"
-            f" FROM interaction WHERE usage_json IS NOT NULL GROUP BY {'replay_run_id, ' if by_run else ''}model"
+            f" FROM interaction WHERE {' AND '.join(where)} GROUP BY {''.join(k + ', ' for k in keys)}model"
         )
+        if conversations is not None:
+            sql = sql.bindparams(bindparam("cids", expanding=True))
+        if since is not None:
+            sql = sql.bindparams(bindparam("since", type_=T.c.recorded_at.type))
         with self._connect() as conn:
             return [{k: (int(v) if isinstance(v, (int, float)) and k != "model" else v) for k, v in r._mapping.items()}
-                    for r in conn.execute(sql)]
+                    for r in conn.execute(sql, params)]
 
     def stats(self) -> dict[str, Any]:
         """Counts by model, status and server state; tokens; conversations.

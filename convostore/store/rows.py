@@ -301,6 +301,20 @@ class Turn:
 
 
 @dataclass
+class Node:
+    """One turn's place in its conversation's tree, without its payloads (``Store.tree_nodes``)."""
+
+    id: str
+    parent_id: str | None
+    link: str | None
+    model: str | None
+    status: str | None
+    server_state: str | None
+    recorded_at: datetime | None
+    input_text: str | None  # the first NODE_TEXT characters
+
+
+@dataclass
 class Run:
     id: str
     source_conversation_id: str | None

@@ -147,6 +147,12 @@ def conversation_page(
     return ConversationPage(items, nxt)
 
 
+def one(conn: Connection, conversation_id: str) -> Conversation | None:
+    """One conversation's summary row: a primary-key read."""
+    r = conn.execute(select(C).where(C.c.id == conversation_id)).first()
+    return _conversation(r) if r is not None else None
+
+
 def conversation_heads(conn: Connection, *, since: datetime | None = None) -> Iterator[str]:
     """Ids of the newest turn of each original conversation (not failed), oldest activity first."""
     q = select(C.c.head_id).where(C.c.replay == False, or_(C.c.status.is_(None), C.c.status != "failed"))  # noqa: E712

@@ -1,0 +1,154 @@
+"""The HTML pages: conversations, search, a conversation, runs, expiring, stats, media.
+
+Each reads only what it shows through the store's fast paths (a keyset page of the
+summary table, bounded search, one branch's chain), so a page costs the same on a
+small archive and on a million interactions. Endpoints are sync: Starlette runs them
+in its thread pool, where the Store's blocking reads belong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from ..errors import NotFoundError
+from ..store import Store
+from . import charts, params
+from .templating import page
+from .turns import conversation_view
+
+#: Conversations per page of ``/``; search results per page.
+PAGE = 50
+SEARCH_RESULTS = 50
+_MEDIA_INLINE = ("image/", "audio/", "video/")
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _costs(request: Request, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per conversation: its models and cost (None when a model has no price), one grouped read."""
+    from ..prices import usage_cost
+
+    out: dict[str, dict[str, Any]] = {cid: {"models": [], "cost": 0.0} for cid in conversation_ids}
+    for u in _store(request).usage(conversations=conversation_ids):
+        entry = out.setdefault(u["conversation"], {"models": [], "cost": 0.0})
+        entry["models"].append(u["model"] or "-")
+        cost = usage_cost(request.app.state.prices, u)
+        entry["cost"] = None if cost is None or entry["cost"] is None else entry["cost"] + cost
+    for cid, entry in out.items():
+        if not entry["models"]:
+            entry["cost"] = None
+    return out
+
+
+def home(request: Request) -> Response:
+    q = request.query_params
+    filters = params.conversation_filters(q)
+    result = _store(request).list_conversations(limit=PAGE, **filters)
+    kept = {k: v for k, v in q.items() if k in ("model", "status", "server_state", "label", "since", "until") and v}
+    next_url = "/?" + urlencode({**kept, "after": result.next}) if result.next else None
+    return page(request, "conversations.html", items=result.items, costs=_costs(request, [c.id for c in result.items]),
+                next_url=next_url, filters=kept, first_page=not filters["after"], now=datetime.now(timezone.utc))
+
+
+def search(request: Request) -> Response:
+    q = request.query_params
+    text = q.get("q", "")
+    order = params.choice(q, "order", ("relevance", "newest"))
+    rows = _store(request).search(text, limit=SEARCH_RESULTS, order=order) if text.strip() else []
+    return page(request, "search.html", q=text, order=order, rows=rows)
+
+
+def conversation(request: Request) -> Response:
+    view = conversation_view(_store(request), request.path_params["id"], params.text(request.query_params, "branch"))
+    return page(request, "conversation.html", now=datetime.now(timezone.utc), **view)
+
+
+def interaction(request: Request) -> Response:
+    row = _store(request).get(request.path_params["id"])
+    return RedirectResponse(f"/conversations/{row.conversation_id}?{urlencode({'branch': row.id})}#turn-{row.id}", status_code=302)
+
+
+def runs(request: Request) -> Response:
+    from ..replaying import list_runs, run_costs
+
+    store = _store(request)
+    return page(request, "runs.html", runs=list_runs(store), costs=run_costs(store, request.app.state.prices))
+
+
+def run(request: Request) -> Response:
+    import io
+
+    from markupsafe import Markup
+
+    from ..comparison import compare
+    from ..replaying import get_run
+    from ..report import write_html_body
+
+    store = _store(request)
+    found = get_run(store, request.path_params["id"])
+    comparison = compare(store, found.id, prices=request.app.state.prices)
+    out = io.StringIO()
+    write_html_body(comparison, out)
+    return page(request, "run.html", run=found, body=Markup(out.getvalue()))
+
+
+def expiring(request: Request) -> Response:
+    from ..resume import expiring as soon
+
+    within = params.duration(request.query_params, "within", "2d")
+    items = []
+    for item in soon(_store(request), within):
+        items.append(item)
+        if len(items) >= 500:
+            break
+    return page(request, "expiring.html", items=items, within=request.query_params.get("within") or "2d",
+                now=datetime.now(timezone.utc))
+
+
+def stats(request: Request) -> Response:
+    from .. import views
+
+    days = params.integer(request.query_params, "days", 30, 1, 366)
+    store = _store(request)
+    since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    daily = store.usage(by_day=True, since=since)
+    summary = views.stats(store, request.app.state.prices)
+    chart = charts.daily(daily, request.app.state.prices, since, days)
+    return page(request, "stats.html", stats=summary, chart=chart, days=days)
+
+
+def media(request: Request) -> Response:
+    digest = request.path_params["sha256"]
+    found = _store(request).media(digest) if len(digest) == 64 else None
+    if found is None:
+        raise NotFoundError(f"no media {digest[:70]!r} in this archive")
+    mime, data = found
+    mime = (mime or "application/octet-stream").strip().lower()
+    headers = {"cache-control": "private, max-age=31536000, immutable"}
+    if mime.startswith(_MEDIA_INLINE) and "svg" not in mime and all(c.isalnum() or c in "/.+-" for c in mime):
+        return Response(data, media_type=mime, headers=headers)
+    # Anything else (HTML, SVG, PDF, unknown) is never shown in the app's origin: a download.
+    headers["content-disposition"] = f'attachment; filename="{digest[:16]}.bin"'
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+routes = [
+    Route("/", home),
+    Route("/search", search),
+    Route("/conversations/{id}", conversation),
+    Route("/interactions/{id}", interaction),
+    Route("/runs", runs),
+    Route("/runs/{id}", run),
+    Route("/expiring", expiring),
+    Route("/stats", stats),
+    Route("/media/{sha256}", media),
+]

@@ -1,0 +1,118 @@
+"""`convostore serve` as a person runs it: the command prints its URL, serves, stops
+cleanly on Ctrl-C (even with a live page open), never writes the archive, and refuses
+what it cannot do safely with one clear line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from convostore import Store
+from convostore.cli import cli
+from convostore.errors import StoreError
+from convostore.serve import open_readonly
+from tests.serve_helpers import fill_archive, running_app
+
+
+@pytest.fixture
+def db(tmp_path, convostore_sandbox):
+    from convostore import record
+    from convostore.pytest_plugin import sandbox_client
+
+    path = tmp_path / "archive.db"
+    with Store(path) as store:
+        client = record(sandbox_client(convostore_sandbox.base_url), store=store)
+        ids = fill_archive(client)
+        client.close()
+    return path, ids
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "convostore", "serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()  # the URL line: printed once the socket is bound
+    assert line.startswith("convostore serve: http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, line.split()[2]
+
+
+def test_serve_prints_its_url_serves_and_exits_0_on_ctrl_c_with_a_live_page_open(db):
+    path, ids = db
+    before = _digest(path)
+    proc, url = _start("--db", str(path))
+    try:
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and ids["root"] in page.text
+        with httpx.stream("GET", url + f"api/conversations/{ids['root']}/events", timeout=30) as events:
+            lines = events.iter_lines()
+            next(lines)
+            assert next(lines) == "event: hello"  # a live page is connected
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read()
+    assert _digest(path) == before  # read-only: not a byte of the archive changed
+
+
+def test_a_token_is_printed_in_the_url_and_required(db):
+    path, _ = db
+    proc, url = _start("--db", str(path), "--token", "tok-123456")
+    try:
+        assert url.endswith("/?token=tok-123456")
+        assert httpx.get(url.split("?")[0], timeout=30).status_code == 401
+        assert httpx.get(url, timeout=30, follow_redirects=True).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_other_hosts_need_a_token(db):
+    path, _ = db
+    result = CliRunner().invoke(cli, ["--db", str(path), "serve", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 1
+    assert "Error: --host 0.0.0.0 makes the archive reachable from other machines: give --token T as well" in result.output
+    weak = CliRunner().invoke(cli, ["--db", str(path), "serve", "--port", "0", "--token", "a b"])
+    assert weak.exit_code == 1 and "--token is 8 to 256 characters" in weak.output
+
+
+def test_a_missing_archive_is_a_clear_error_and_is_not_created(tmp_path):
+    missing = tmp_path / "nope.db"
+    result = CliRunner().invoke(cli, ["--db", str(missing), "serve", "--port", "0"])
+    assert result.exit_code == 1 and "no archive at" in result.output
+    assert not missing.exists()
+
+
+def test_an_old_schema_asks_for_db_upgrade_and_is_left_as_it_was(db):
+    path, _ = db
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0006'")
+    with pytest.raises(StoreError, match=r"schema 0006, this convostore reads 0007: run `convostore db upgrade` first"):
+        open_readonly(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)
+    result = CliRunner().invoke(cli, ["--db", str(path), "serve", "--port", "0"])
+    assert result.exit_code == 1 and "convostore db upgrade" in result.output
+
+
+def test_a_store_closed_under_the_app_is_a_clear_error_page(db):
+    path, ids = db
+    store = open_readonly(path)
+    with running_app(store) as url:
+        store.close()
+        r = httpx.get(url + f"/conversations/{ids['root']}", timeout=30)
+        assert r.status_code == 400 and "is closed" in r.text
