@@ -116,3 +116,19 @@ def test_a_store_closed_under_the_app_is_a_clear_error_page(db):
         store.close()
         r = httpx.get(url + f"/conversations/{ids['root']}", timeout=30)
         assert r.status_code == 400 and "is closed" in r.text
+
+
+def test_open_starts_the_browser_on_the_url(db, tmp_path, monkeypatch):
+    path, _ = db
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))  # webbrowser runs $BROWSER URL
+    proc, url = _start("--db", str(path), "--open")
+    try:
+        assert httpx.get(url, timeout=30).status_code == 200  # answered after webbrowser.open returned
+        assert opened.read_text().strip() == url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0

@@ -286,3 +286,35 @@ def test_token_is_required_on_every_request(archive):
 def test_without_a_token_only_loopback_host_names_are_answered(base):
     assert get(base, "/", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
     assert get(base, "/", headers={"Host": "localhost:1234"}).status_code == 200
+
+
+def test_a_turn_that_changes_is_shown_as_it_is_now(archive, base):
+    """Rendered turns are reused only while nothing they show has changed."""
+    store, client, sb = archive[1], archive[2], archive[4]
+    created = client.interactions.create(model="gemini-2.5-flash", input="Research cricket history.", background=True)
+    store.flush()
+    before = get(base, f"/conversations/{created.id}").text
+    assert re.search(r'class="status s-(in_progress|queued)"', before) and "You said" not in before
+    sb.settle()  # the background work finishes now
+    assert client.interactions.get(created.id).status == "completed"
+    store.flush()
+    after = get(base, f"/conversations/{created.id}").text
+    assert 'class="status s-completed"' in after and "You said: Research cricket history." in after
+
+
+@pytest.mark.parametrize("text,link", [
+    ("[ok](https://example.com/a?b=1&c=2)", '<a href="https://example.com/a?b=1&amp;c=2" rel="noopener noreferrer nofollow">ok</a>'),
+    ("[mail](mailto:a@example.com)", '<a href="mailto:a@example.com" rel="noopener noreferrer nofollow">mail</a>'),
+    ("[x](javascript:alert(1))", None), ("[x](JaVaScRiPt:alert(1))", None), ("[x](data:text/html,hi)", None),
+    ("[x](ftp://example.com/f)", None), ("[x](/api/stats)", None), ("<a href=\"https://e.com\">raw</a>", None),
+    ("![pixel](https://tracker.example/p.png)", "!<a href=\"https://tracker.example/p.png\""),  # a link, never fetched
+])
+def test_model_markdown_keeps_only_web_and_mail_links(text, link):
+    from convostore.serve.rich_text import markdown
+
+    html = str(markdown(text))
+    assert "<img" not in html
+    if link is None:
+        assert "<a " not in html and "<img" not in html, html
+    else:
+        assert link in html

@@ -71,4 +71,5 @@ def create_app(store: Store, *, token: str | None = None, poll_interval: float =
     app.state.poll_interval = poll_interval
     app.state.prices = prices or load_prices()
     app.state.stopping = threading.Event()
+    app.state.stats_cache = {}
     return app

@@ -94,9 +94,7 @@ def turns(request: Request) -> Response:
     if found is None:
         raise NotFoundError(f"no turn {since[:70]!r} in conversation {cid}")
     leaf, views = found
-    from datetime import datetime, timezone
-
-    html = fragment("turns.html", turns=views, conversation_id=cid, now=datetime.now(timezone.utc))
+    html = fragment("turns.html", turns=views)
     return JSONResponse({"leaf": leaf, "count": len(views), "html": html, **_state(store, cid)})
 
 

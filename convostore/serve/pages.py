@@ -8,6 +8,7 @@ in its thread pool, where the Store's blocking reads belong.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +23,8 @@ from . import charts, params
 from .templating import page
 from .turns import conversation_view
 
+#: Seconds the stats page reuses its window's usage.
+STATS_TTL = 30.0
 #: Conversations per page of ``/``; search results per page.
 PAGE = 50
 SEARCH_RESULTS = 50
@@ -115,15 +118,31 @@ def expiring(request: Request) -> Response:
 
 
 def stats(request: Request) -> Response:
-    from .. import views
+    """Counters (the summary tables: cheap at any size) and the window's tokens and cost per
+    model per day (one read of the window through the ``recorded_at`` index, kept STATS_TTL
+    seconds: a dashboard, not a ledger)."""
+    from ..prices import cost_summary
 
     days = params.integer(request.query_params, "days", 30, 1, 366)
     store = _store(request)
-    since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    daily = store.usage(by_day=True, since=since)
-    summary = views.stats(store, request.app.state.prices)
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=days - 1)
+    cache: dict[int, tuple[float, list[dict[str, Any]]]] = request.app.state.stats_cache
+    hit = cache.get(days)
+    if hit is None or time.monotonic() - hit[0] > STATS_TTL:
+        hit = (time.monotonic(), store.usage(by_day=True, since=since))
+        cache[days] = hit
+    daily = hit[1]
+    per_model: dict[str, dict[str, Any]] = {}
+    for u in daily:
+        m = per_model.setdefault(str(u.get("model")), {"model": u.get("model"), "calls": 0, "input": 0, "output": 0,
+                                                       "thought": 0, "cached": 0, "total": 0, "max_input": 0})
+        for key in ("calls", "input", "output", "thought", "cached", "total"):
+            m[key] += u[key]
+        m["max_input"] = max(m["max_input"], u["max_input"])
+    window = cost_summary(request.app.state.prices, list(per_model.values()))
     chart = charts.daily(daily, request.app.state.prices, since, days)
-    return page(request, "stats.html", stats=summary, chart=chart, days=days)
+    return page(request, "stats.html", stats=store.stats(), window=window, chart=chart, days=days)
 
 
 def media(request: Request) -> Response:

@@ -3,6 +3,7 @@ http, https and mailto. Everything a model wrote is data; nothing it wrote runs.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -33,4 +34,10 @@ _MD = _parser()
 
 def markdown(text: str | None) -> Markup:
     """``text`` (Markdown) as HTML safe to put in a page."""
-    return Markup(_MD.render(text or ""))
+    return _render(text or "")
+
+
+@lru_cache(maxsize=4096)
+def _render(text: str) -> Markup:
+    # A pure function of the text: a page seen again (a reload, a live update) parses nothing twice.
+    return Markup(_MD.render(text))

@@ -10,16 +10,20 @@ rendered safely (``rich_text``).
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import wire
 from ..rebuild import turn_steps
 from .rich_text import markdown
+from .templating import fragment, until
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Node, Row, Store
@@ -41,6 +45,23 @@ class Part:
     html: Markup | None = None
     src: str = ""
     mime: str = ""
+
+    def __html__(self) -> str:
+        """The part as HTML, every stored value escaped (rendered here, not by a template
+        include per part: a 100-turn page has hundreds of parts)."""
+        k = self.kind
+        if k == "text":
+            return f'<div class="text">{escape(self.text)}</div>'
+        if k == "html":
+            return f'<div class="md">{self.html or ""}</div>'
+        if k == "json":
+            return f'<pre class="json">{escape(self.text)}</pre>'
+        src, mime = escape(self.src), escape(self.mime)
+        if k == "image":
+            return f'<img class="media" data-testid="media-image" src="{src}" alt="image {mime}" loading="lazy">'
+        if k in ("audio", "video"):
+            return f'<{k} class="media" data-testid="media-{k}" controls preload="none" src="{src}"></{k}>'
+        return f'<a class="media-file" data-testid="media-file" href="{src}">{mime or "file"} (download)</a>'
 
 
 @dataclass
@@ -199,19 +220,63 @@ class _Raw:
     output_steps: list[dict[str, Any]]
 
 
-def turn_views(chain: Iterable[Row], tree: Tree) -> list[TurnView]:
-    """The branch's turns, root first: each turn's own input (not the history it re-sent) and output."""
+def _forks(row: Row, tree: Tree, first: bool) -> list[tuple[str, str]]:
+    """(leaf, first words) of the other branches that leave the turn before ``row``."""
+    parent = row.parent_id if row.parent_id in tree.nodes else None
+    if first and parent is None:
+        return []
+    return [(tree.leaf_for(sib), tree.nodes[sib].input_text or "") for sib in tree.children.get(parent, []) if sib != row.id]
+
+
+class _TurnCache:
+    """Rendered turns by everything they show: a page seen again (a reload, another
+    branch through the same turns, 16 people on one conversation) renders nothing twice.
+    The key holds the row's stored JSON by hash and length, its mutable fields as they are."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[Any, ...], Markup] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Markup | None:
+        with self.lock:
+            html = self.items.get(key)
+            if html is not None:
+                self.items.move_to_end(key)
+            return html
+
+    def put(self, key: tuple[Any, ...], html: Markup) -> None:
+        with self.lock:
+            self.items[key] = html
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+_CACHE = _TurnCache()
+
+
+def _json_key(raw: str | None) -> tuple[int, int]:
+    return (len(raw), hash(raw)) if raw else (0, 0)
+
+
+def rendered_turns(chain: Iterable[Row], tree: Tree, conversation_id: str, focus: str, now: datetime) -> list[Markup]:
+    """The branch's turns, root first, as HTML: each turn's own input (not the history it
+    re-sent) and its output, step by step (``turn.html``)."""
     out = []
     for i, row in enumerate(chain):
-        inputs, outputs = turn_steps(_Raw(row.link, _steps(row.input_steps_json), _steps(row.output_steps_json)), first=i == 0)
-        forks = []
-        parent = row.parent_id if row.parent_id in tree.nodes else None
-        if i > 0 or parent is not None:
-            for sibling in tree.children.get(parent, []):
-                if sibling != row.id:
-                    leaf = tree.leaf_for(sibling)
-                    forks.append((leaf, tree.nodes[sibling].input_text or ""))
-        out.append(TurnView(row, [step_view(s) for s in (*inputs, *outputs)], forks))
+        forks = _forks(row, tree, i == 0)
+        expiry = until(row.expires_at, now) if row.server_state == "live" else ""
+        key = (conversation_id, row.id, i == 0, row.id == focus, row.link, row.model, row.agent, row.status,
+               row.server_state, expiry, row.latency_ms, row.input_tokens, row.output_tokens, row.total_tokens,
+               row.recorded_at, _json_key(row.input_steps_json), _json_key(row.output_steps_json), row.error_json,
+               tuple(forks))
+        html = _CACHE.get(key)
+        if html is None:
+            inputs, outputs = turn_steps(_Raw(row.link, _steps(row.input_steps_json), _steps(row.output_steps_json)), first=i == 0)
+            view = TurnView(row, [step_view(s) for s in (*inputs, *outputs)], forks)
+            html = Markup(fragment("turn.html", t=view, conversation_id=conversation_id, focus=focus, expiry=expiry))
+            _CACHE.put(key, html)
+        out.append(html)
     return out
 
 
@@ -229,19 +294,20 @@ def conversation_view(store: Store, interaction_id: str, branch: str | None = No
     leaf = tree.leaf_for(target)
     chain = store.chain(leaf)
     shown, more = branches(tree, leaf)
+    focus = row.id if row.id != row.conversation_id or branch else ""
     return {
         "conversation_id": row.conversation_id,
         "summary": store.conversation(row.conversation_id),
-        "focus": row.id if row.id != row.conversation_id or branch else "",
+        "focus": focus,
         "leaf": leaf,
-        "turns": turn_views(chain, tree),
+        "turns": rendered_turns(chain, tree, row.conversation_id, focus, datetime.now(timezone.utc)),
         "branches": shown,
         "more_branches": more,
         "size": len(tree.nodes),
     }
 
 
-def turns_after(store: Store, conversation_id: str, since: str) -> tuple[str, list[TurnView]] | None:
+def turns_after(store: Store, conversation_id: str, since: str) -> tuple[str, list[Markup]] | None:
     """For a live page showing the branch ending at ``since``: the newest leaf under it and
     the turns after ``since`` on the way there; None when ``since`` is not in the conversation."""
     tree = Tree(store.tree_nodes(conversation_id))
@@ -253,5 +319,4 @@ def turns_after(store: Store, conversation_id: str, since: str) -> tuple[str, li
     chain = store.chain(leaf)
     ids = [r.id for r in chain]
     start = ids.index(since) + 1 if since in ids else 0
-    views = turn_views(chain, tree)[start:]
-    return leaf, views
+    return leaf, rendered_turns(chain, tree, conversation_id, "", datetime.now(timezone.utc))[start:]
