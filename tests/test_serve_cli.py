@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -132,3 +133,34 @@ def test_open_starts_the_browser_on_the_url(db, tmp_path, monkeypatch):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.postgres
+def test_serve_reads_a_postgresql_archive(pg_schema, convostore_sandbox):
+    from convostore import record
+    from convostore.pytest_plugin import sandbox_client
+    from tests.fixtures_store import pg_url
+
+    url = pg_url(pg_schema)
+    with Store(url) as writer:
+        client = record(sandbox_client(convostore_sandbox.base_url), store=writer)
+        ids = fill_archive(client)
+        client.close()
+    store = open_readonly(url)
+    try:
+        with running_app(store) as base:
+            assert ids["root"] in httpx.get(base + "/", timeout=30).text
+            page = httpx.get(base + f"/conversations/{ids['t2']}", timeout=30).text
+            assert page.count('data-testid="turn"') == 3 and 'data-testid="signed-badge"' in page
+            src = re.search(r'data-testid="media-image"[^>]*src="([^"]+)"', httpx.get(base + f"/conversations/{ids['image']}", timeout=30).text).group(1)
+            assert httpx.get(base + src, timeout=30).content.startswith(b"\x89PNG")
+            assert 'data-testid="stats-chart"' in httpx.get(base + "/stats", timeout=30).text
+            assert ids["t2"] in [r["id"] for r in httpx.get(base + "/api/search?q=chess", timeout=30).json()]
+    finally:
+        store.close()
+
+
+def test_a_database_server_that_does_not_answer_is_a_clear_error_at_start():
+    result = CliRunner().invoke(cli, ["--db", "postgresql+psycopg://postgres@127.0.0.1:1/test", "serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot open database postgresql+psycopg://postgres@127.0.0.1:1/test")
