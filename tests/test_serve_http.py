@@ -11,7 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from convostore import Sandbox, Store, record
+from convostore import Sandbox, Store, record, wire
 from convostore.cli import cli
 from convostore.pytest_plugin import sandbox_client
 from convostore.serve.security import CSP
@@ -318,3 +318,33 @@ def test_model_markdown_keeps_only_web_and_mail_links(text, link):
         assert "<a " not in html and "<img" not in html, html
     else:
         assert link in html
+
+
+def test_the_store_reads_serve_relies_on(archive, ids):
+    """Store.tree_nodes, conversation, media, chain(raw=False) and usage(conversations=, by_day=, since=)."""
+    from datetime import datetime, timedelta, timezone
+
+    store = archive[1]
+    nodes = store.tree_nodes(ids["root"])
+    assert {n.id for n in nodes} >= {ids["root"], ids["t2"], ids["t3"], ids["alt"]}
+    assert nodes[0].id == ids["root"] and nodes[0].parent_id is None and nodes[0].input_text == "Hello, my name is Ada."
+    summary = store.conversation(ids["root"])
+    assert summary.id == ids["root"] and summary.turns == len(nodes)
+    assert store.conversation(ids["t2"]) is None  # conversations are named by their root
+    full, light = store.chain(ids["t3"]), store.chain(ids["t3"], raw=False)
+    assert [r.id for r in light] == [r.id for r in full] == [ids["root"], ids["t2"], ids["t3"]]
+    assert all(r.request_json is None and r.response_json is None for r in light)
+    assert [(r.input_steps, r.output_steps, r.status) for r in light] == [(r.input_steps, r.output_steps, r.status) for r in full]
+    digest = next(iter(wire.media_refs(orjson.loads(store.get(ids["image"]).input_steps_json))))
+    mime, data = store.media(digest)
+    assert mime == "image/png" and data.startswith(b"\x89PNG")
+    assert store.media("0" * 64) is None
+    per = store.usage(conversations=[ids["root"], ids["call"]])
+    assert {u["conversation"] for u in per} == {ids["root"], ids["call"]}
+    assert sum(u["calls"] for u in per if u["conversation"] == ids["root"]) == len([n for n in nodes if n.status == "completed"])
+    assert store.usage(conversations=[]) == []
+    now = datetime.now(timezone.utc)
+    daily = store.usage(by_day=True, since=now - timedelta(days=1))
+    assert daily and {u["day"] for u in daily} <= {now.strftime("%Y-%m-%d"), (now - timedelta(days=1)).strftime("%Y-%m-%d")}
+    assert store.usage(by_day=True, since=datetime.now(timezone.utc) + timedelta(days=1)) == []
+    assert sum(u["total"] for u in daily) == sum(u["total"] for u in store.usage())

@@ -292,7 +292,7 @@ def conversation_view(store: Store, interaction_id: str, branch: str | None = No
             raise NotFoundError(f"no turn {branch!r} in conversation {row.conversation_id}")
         target = branch
     leaf = tree.leaf_for(target)
-    chain = store.chain(leaf)
+    chain = store.chain(leaf, raw=False)
     shown, more = branches(tree, leaf)
     focus = row.id if row.id != row.conversation_id or branch else ""
     return {
@@ -316,7 +316,7 @@ def turns_after(store: Store, conversation_id: str, since: str) -> tuple[str, li
     leaf = tree.leaf_for(since)
     if leaf == since:
         return leaf, []
-    chain = store.chain(leaf)
+    chain = store.chain(leaf, raw=False)
     ids = [r.id for r in chain]
     start = ids.index(since) + 1 if since in ids else 0
     return leaf, rendered_turns(chain, tree, conversation_id, "", datetime.now(timezone.utc))[start:]

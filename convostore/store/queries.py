@@ -42,6 +42,8 @@ MIN_PREFIX = 6
 MAX_PREFIX = 256
 #: How many matching ids an ambiguous prefix's error names.
 CANDIDATES = 5
+#: The raw exchange's columns, which ``chain(raw=False)`` leaves out.
+_RAW_BODIES = frozenset({"request_json", "response_json"})
 #: How much of a turn's input text ``tree_nodes`` carries.
 NODE_TEXT = 200
 
@@ -284,21 +286,26 @@ class Queries(StoreBase):
         with self._connect() as conn:
             return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
 
-    def chain(self, interaction_id: str) -> list[Row]:
-        """The interaction and its ancestors, root first, in one recursive query."""
+    def chain(self, interaction_id: str, *, raw: bool = True) -> list[Row]:
+        """The interaction and its ancestors, root first, in one recursive query.
+
+        ``raw=False`` leaves out the raw request and response bodies (``request`` reads
+        ``{}``, ``response`` None): a viewer's read, since a stateless chain's requests
+        repeat its whole history (bytes growing with the square of its length).
+        """
         queued, stored = self._queued_chain(interaction_id)
         if queued:
-            before = self._chain_db(stored) if stored is not None and self._stored(stored) else []
+            before = self._chain_db(stored, raw) if stored is not None and self._stored(stored) else []
             return before + [self._queued_row(r) for r in reversed(queued)]
-        return self._chain_db(interaction_id)
+        return self._chain_db(interaction_id, raw)
 
     def _stored(self, interaction_id: str) -> bool:
         with self._connect() as conn:
             return conn.execute(select(T.c.id).where(T.c.id == interaction_id)).first() is not None
 
-    def _chain_db(self, interaction_id: str) -> list[Row]:
+    def _chain_db(self, interaction_id: str, raw: bool = True) -> list[Row]:
         head = self._get_db(interaction_id)
-        cols = ", ".join(f"i.{c}" for c in T.c.keys())
+        cols = ", ".join(f"i.{c}" if raw or c not in _RAW_BODIES else f"NULL AS {c}" for c in T.c.keys())
         sql = text(f"{_ANCESTORS} SELECT {cols} FROM anc JOIN interaction i ON i.id = anc.id").columns(*_TYPED)
         with self._connect() as conn:
             rows = conn.execute(sql, {"id": head.id}).all()
