@@ -13,7 +13,7 @@ import html
 import io
 import shutil
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .comparison import ORIGINAL, Answer, Comparison, ConversationComparison, Scores, TurnComparison
@@ -315,9 +315,15 @@ def _html(c: Comparison, out: TextIO) -> None:
 
 
 def write_html_body(c: Comparison, out: TextIO) -> None:
-    """The comparison as HTML without a document around it, streamed conversation by
-    conversation: the report file's body and ``convostore serve``'s /runs/ID page (one
-    renderer). No inline style or script: the styles are ``CSS``, by class."""
+    """The comparison as HTML without a document around it (``html_body``), written to ``out``."""
+    for chunk in html_body(c):
+        out.write(chunk)
+
+
+def html_body(c: Comparison) -> Iterator[str]:
+    """The comparison as HTML without a document around it, conversation by conversation:
+    the report file's body and ``convostore serve``'s /runs/ID page, which streams it
+    (one renderer). No inline style or script: the styles are ``CSS``, by class."""
     cols = _columns(c)
     scores = c.scores()
     title = _title(c)
@@ -330,7 +336,7 @@ def write_html_body(c: Comparison, out: TextIO) -> None:
     headers, rows = _total_rows(c)
     totals = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
     prices = f"Prices per 1M tokens as of {html.escape(c.prices.taken)}. " if c.prices.taken else ""
-    out.write(f"""<div class="comparison" data-testid="comparison">
+    yield f"""<div class="comparison" data-testid="comparison">
 <h1>{html.escape(title)}</h1>
 <p>{len(c.heads)} conversation(s); {len(c.runs)} replay run(s){'; judged by ' + html.escape(c.judge.model) if c.judge is not None else ''}. {prices}Words that differ from the original are <ins>highlighted</ins>.</p>
 <div class="legend">{legend}</div>
@@ -339,17 +345,17 @@ def write_html_body(c: Comparison, out: TextIO) -> None:
 <div>{lat_svg}{sim_svg}</div>
 <h2>Conversations, worst first</h2>
 <table id="conversations"><thead><tr><th class="narrow">#</th><th>conversation</th><th class="count">turns</th><th>first message</th>{"".join(f"<th>{html.escape(label)}</th>" for _, label in cols[1:])}</tr></thead><tbody>
-""")
+"""
     for i, s in enumerate(c.summaries):
         cells = "".join(f"<td>{html.escape(_run_cell(s.runs.get(k)))}</td>" for k, _ in cols[1:])
-        out.write(f'<tr class="conv"><td>{i + 1}</td><td><a href="#c{i + 1}">{html.escape(s.head_id)}</a></td>'
-                  f"<td>{s.turns}</td><td>{html.escape(s.title)}</td>{cells}</tr>\n")
-    out.write("</tbody></table>\n")
+        yield (f'<tr class="conv"><td>{i + 1}</td><td><a href="#c{i + 1}">{html.escape(s.head_id)}</a></td>'
+               f"<td>{s.turns}</td><td>{html.escape(s.title)}</td>{cells}</tr>\n")
+    yield "</tbody></table>\n"
     for i, conv in enumerate(c.conversations()):
-        out.write(f'<section class="conversation" id="c{i + 1}"><h3>{i + 1}. {html.escape(conv.head_id)}'
-                  f' <small>({html.escape(conv.original_model or "?")})</small></h3>'
-                  f"{_html_turns(c, conv, cols)}<p><a href=\"#conversations\">back to the list</a></p></section>\n")
-    out.write("</div>\n")
+        yield (f'<section class="conversation" id="c{i + 1}"><h3>{i + 1}. {html.escape(conv.head_id)}'
+               f' <small>({html.escape(conv.original_model or "?")})</small></h3>'
+               f"{_html_turns(c, conv, cols)}<p><a href=\"#conversations\">back to the list</a></p></section>\n")
+    yield "</div>\n"
 
 
 # -- plain-text tables ---------------------------------------------------------------

@@ -9,18 +9,20 @@ in its thread pool, where the Store's blocking reads belong.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import NotFoundError
 from ..store import Store
 from . import charts, params
-from .templating import page
+from .templating import page, page_text
 from .turns import conversation_view
 
 #: Seconds the stats page reuses its window's usage.
@@ -29,6 +31,8 @@ STATS_TTL = 30.0
 PAGE = 50
 SEARCH_RESULTS = 50
 _MEDIA_INLINE = ("image/", "audio/", "video/")
+#: Where the streamed comparison goes in run.html.
+_BODY = "<!--convostore:comparison-->"
 
 
 def _store(request: Request) -> Store:
@@ -88,20 +92,24 @@ def runs(request: Request) -> Response:
 
 
 def run(request: Request) -> Response:
-    import io
-
-    from markupsafe import Markup
-
+    """A run's comparison, streamed conversation by conversation as ``report.html_body``
+    writes it (the report file's own renderer), so a run over thousands of conversations
+    starts showing at once and never sits whole in memory."""
     from ..comparison import compare
     from ..replaying import get_run
-    from ..report import write_html_body
+    from ..report import html_body
 
     store = _store(request)
-    found = get_run(store, request.path_params["id"])
+    found = get_run(store, request.path_params["id"])  # NotFoundError before anything is sent
     comparison = compare(store, found.id, prices=request.app.state.prices)
-    out = io.StringIO()
-    write_html_body(comparison, out)
-    return page(request, "run.html", run=found, body=Markup(out.getvalue()))
+    head, _, foot = page_text(request, "run.html", run=found, body=Markup(_BODY)).partition(_BODY)
+
+    def chunks() -> Iterator[str]:
+        yield head
+        yield from html_body(comparison)
+        yield foot
+
+    return StreamingResponse(chunks(), media_type="text/html; charset=utf-8", headers={"cache-control": "no-store"})
 
 
 def expiring(request: Request) -> Response:

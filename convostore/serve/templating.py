@@ -53,10 +53,14 @@ def number(value: Any) -> str:
 _ENV.filters.update(when=when, until=until, short=short, usd=usd, number=number, markdown=markdown)
 
 
+def page_text(request: Request, name: str, **context: Any) -> str:
+    """Template ``name`` rendered as a full page (``request`` gives the templates the current URL)."""
+    return _ENV.get_template(name).render(request=request, **context)
+
+
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """Render template ``name`` as a full page (``request`` gives the templates the current URL)."""
-    body = _ENV.get_template(name).render(request=request, **context)
-    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+    """Template ``name`` as a full page response."""
+    return HTMLResponse(page_text(request, name, **context), status_code=status, headers={"cache-control": "no-store"})
 
 
 def fragment(name: str, **context: Any) -> str:
