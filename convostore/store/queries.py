@@ -595,7 +595,8 @@ class Queries(StoreBase):
         by_day: bool = False,
         since: datetime | None = None,
     ) -> builtins.list[dict[str, Any]]:
-        """Token sums per model (and per replay run): what a price table turns into cost.
+        """Token sums per model (``by_run``: per replay run and model, replayed rows only, read
+        through the replay-run index): what a price table turns into cost.
 
         ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
         largest prompt) tells whether a long-context rate may apply. ``conversations``:
@@ -615,6 +616,8 @@ class Queries(StoreBase):
         keys = ["replay_run_id"] if by_run else []
         extra = []
         where = ["usage_json IS NOT NULL"]
+        if by_run:
+            where.append("replay_run_id IS NOT NULL")
         params: dict[str, Any] = {}
         if conversations is not None:
             if not conversations:
