@@ -71,12 +71,14 @@ function startLive() {
           const list = document.getElementById("turns");
           Array.from(holder.children).forEach(function (el) { el.classList.add("new"); list.appendChild(el); });
           section.dataset.leaf = data.leaf;
-        } else if (data.newest && data.newest !== section.dataset.leaf) {
+        } else if (data.newest && data.newest !== section.dataset.newest && data.newest !== section.dataset.leaf) {
+          // Recorded since the page was drawn, on a branch other than the one shown.
           const note = document.getElementById("elsewhere");
           const link = note.querySelector("a");
           link.href = "/interactions/" + encodeURIComponent(data.newest);
           note.hidden = false;
         }
+        if (data.newest) section.dataset.newest = data.newest;
       })
       .catch(function () { /* the next event tries again */ })
       .finally(function () {
