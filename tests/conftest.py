@@ -23,5 +23,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 pytest_plugins = [
     "tests.fixtures_sandbox",
     "tests.fixtures_store",
+    "tests.fixtures_browser",
+    "tests.fixtures_serve",
     "pytester",
 ]

@@ -1,13 +1,9 @@
 """The HTML comparison report in a real browser: every turn shown, 1,000 conversations navigable, nothing fetched.
 
-Playwright drives the system Chromium (``executable_path``): Playwright's own browser
-download needs the network, which CI does not have.
+Playwright drives the system Chromium (``chromium``: tests/fixtures_browser.py).
 """
 
 from __future__ import annotations
-
-import os
-import shutil
 
 import pytest
 
@@ -19,31 +15,16 @@ from convostore.report import render
 from .synthetic_runs import seed
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if path:
-        return path
-    if os.environ.get("CONVOSTORE_REQUIRE_CHROMIUM"):
-        pytest.fail("chromium is required (CONVOSTORE_REQUIRE_CHROMIUM=1) but was not found: apt-get install chromium")
-    pytest.skip("chromium not installed: apt-get install chromium to run this locally; CONVOSTORE_REQUIRE_CHROMIUM=1 makes this a failure, as in CI")
-
-
 @pytest.fixture
-def browser_page():
+def browser_page(chromium):
     """A headless Chromium page that records every request other than the report file itself."""
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True,
-                                    args=["--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.outside = []  # type: ignore[attr-defined]
-        page.on("request", lambda r: None if r.url.startswith("file://") else page.outside.append(r.url))  # type: ignore[attr-defined]
-        try:
-            yield page
-        finally:
-            browser.close()
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.outside = []  # type: ignore[attr-defined]
+    page.on("request", lambda r: None if r.url.startswith("file://") else page.outside.append(r.url))  # type: ignore[attr-defined]
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 def test_html_report_renders_every_turn_in_headless_chromium(client, store, sandbox, tmp_path, browser_page):
