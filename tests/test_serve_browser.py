@@ -303,3 +303,22 @@ def test_a_token_is_required_and_accepted_from_the_url(chromium: Any, serve_arch
             assert bearer.request.get(f"{url}/api/stats", headers={"Authorization": "Bearer nope"}).status == 401
         finally:
             bearer.close()
+
+
+def test_a_turn_recorded_on_another_branch_is_announced_not_mixed_in(browse, serve_archive: ServeArchive):
+    from playwright.sync_api import expect
+
+    page, _ = browse
+    root = serve_archive.create("gemini-3-pro", "Hi, my name is Alan. Two paths from here.")
+    older = serve_archive.create("gemini-3-pro", "Path one.", root)
+    serve_archive.create("gemini-3-pro", "Path two.", root)
+    serve_archive.store.flush()
+    page.goto(f"/conversations/{root}?branch={older}")  # not the newest branch
+    expect(page.locator(tid("live-status"))).to_have_attribute("data-state", "live")
+    notice = page.locator(tid("elsewhere-link"))
+    expect(notice).to_be_hidden()  # nothing new yet
+    later = serve_archive.create("gemini-3-pro", "Path three, recorded while you look at path one.", root)
+    expect(notice).to_be_visible()
+    assert turn_ids(page) == [root, older]
+    notice.click()
+    expect(page.locator(tid("turn", later))).to_be_visible()
