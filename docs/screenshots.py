@@ -44,14 +44,14 @@ def main() -> None:
                 browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=["--disable-gpu"])
                 page = browser.new_page(viewport={"width": 1200, "height": 760})
 
-                def shoot(name: str) -> None:
+                def shoot(name: str, full: bool = True) -> None:
                     path = DOCS / f"serve-{name}.png"
-                    page.screenshot(path=str(path), full_page=True)
+                    page.screenshot(path=str(path), full_page=full)
                     print(f"wrote {path.relative_to(ROOT)}")
 
                 page.goto(f"{url}/")
                 page.locator('[data-testid="conv-row"]').first.wait_for()
-                shoot("list")
+                shoot("list", full=False)  # the first screenful: the rest is more of the same
                 page.goto(f"{url}/conversations/{ids['root']}?branch={ids['t3']}")
                 page.locator('[data-testid="thought"] summary').first.click()
                 shoot("conversation")
@@ -60,7 +60,7 @@ def main() -> None:
                 shoot("run")
                 page.goto(f"{url}/stats?days=60")
                 page.locator('[data-testid="stats-chart"]').wait_for()
-                shoot("stats")
+                shoot("stats", full=False)
                 browser.close()
         finally:
             next(recording, None)  # stops the sandbox, closes the recorder's store
