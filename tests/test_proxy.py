@@ -528,3 +528,60 @@ def test_an_app_that_leaves_mid_stream_leaves_a_partial_row(sandbox, sqlite_stor
             assert row.partial and row.status == "incomplete" and row.stream
     finally:
         sandbox.release()
+
+
+# --- compressed answers --------------------------------------------------------------------------
+
+
+def test_a_gzipped_answer_is_forwarded_as_sent_and_recorded_decoded(sqlite_store):
+    import gzip
+
+    body = json.dumps({"id": "v1_gz", "status": "completed", "model": MODEL,
+                       "steps": [{"type": "model_output", "content": [{"type": "text", "text": "squeezed"}]}]}).encode()
+    packed = gzip.compress(body)
+    with canned_upstream(packed, {"content-type": "application/json", "content-encoding": "gzip"}) as (upstream, received), \
+            running(sqlite_store, upstream=upstream) as proxy:
+        with httpx.Client() as client:
+            answer = client.post(f"{proxy.url}/v1/interactions", headers={"x-goog-api-key": KEY, "accept-encoding": "gzip, br, zstd"},
+                                 json={"model": MODEL, "input": "Squeeze it."})
+            with client.stream("GET", f"{proxy.url}/v1beta/models", headers={"accept-encoding": "gzip, br"}) as listing:
+                raw = b"".join(listing.iter_raw())
+        proxy.flush()
+    assert answer.json()["steps"][0]["content"][0]["text"] == "squeezed"  # httpx decoded the gzip the proxy passed on
+    assert answer.headers["content-encoding"] == "gzip" and raw == packed  # pass-through: bytes untouched
+    assert received[0]["accept-encoding"] == "gzip"  # an Interactions answer must be decodable for the archive
+    assert received[1]["accept-encoding"] == "gzip, br"  # anything else: the app's own choice
+    assert sqlite_store.get("v1_gz").output_text == "squeezed"
+
+
+@contextmanager
+def canned_upstream(body: bytes, headers: dict[str, str]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """An upstream that answers every request with ``body`` and ``headers``, keeping the request headers."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, str]] = []
+
+    class Canned(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            for name, value in {**headers, "content-length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()

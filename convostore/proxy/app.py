@@ -198,6 +198,7 @@ class ProxyApp:
         item.status = response.status_code
         item.encoding = response.headers.get("content-encoding", "")
         item.stream = response.headers.get("content-type", "").startswith("text/event-stream")
+        recorded = False
         try:
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": hdr.response_headers(response.headers.raw)})
@@ -209,10 +210,14 @@ class ProxyApp:
             else:
                 await _forward(response, item, send)
             item.finished = time.perf_counter()
+            recorded = True
             self.capture.record(item)  # queued before the app has the end of its answer
             if item.complete:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if not recorded:  # cut short (the server stopping): what passed through still counts
+                item.complete, item.finished = False, time.perf_counter()
+                self.capture.record(item)
             await response.aclose()
 
 
