@@ -270,6 +270,22 @@ def test_an_upstream_that_is_not_there_gives_a_502(sqlite_store):
     assert answer.status_code == 502
 
 
+@pytest.mark.parametrize("how", ["query", "header", "bearer"])
+def test_a_key_an_upstream_error_quotes_is_scrubbed_from_the_failed_row(sqlite_store, how):
+    leaked = "quoted-key-0c1d2e3f4a5b"
+    body = json.dumps({"error": {"code": "invalid_request", "message": f"API key {leaked} is not valid"}}).encode()
+    query, headers = ("?key=" + leaked, {}) if how == "query" else (
+        "", {"x-goog-api-key": leaked} if how == "header" else {"authorization": f"Bearer {leaked}"})
+    with canned_upstream(body, {"content-type": "application/json"}, status=400) as (upstream, _), \
+            running(sqlite_store, upstream=upstream) as proxy:
+        answer = httpx.post(f"{proxy.url}/v1/interactions{query}", headers=headers, json={"model": MODEL, "input": "hi"})
+        assert proxy.flush()
+    assert answer.status_code == 400 and leaked in answer.text  # the app gets the upstream's answer as sent
+    (row,) = sqlite_store.list(limit=None)
+    assert row.status == "failed" and row.error["message"] == "API key [redacted] is not valid"
+    assert leaked.encode() not in _archive_bytes(sqlite_store)
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
@@ -555,7 +571,7 @@ def test_a_gzipped_answer_is_forwarded_as_sent_and_recorded_decoded(sqlite_store
 
 
 @contextmanager
-def canned_upstream(body: bytes, headers: dict[str, str]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+def canned_upstream(body: bytes, headers: dict[str, str], status: int = 200) -> Iterator[tuple[str, list[dict[str, str]]]]:
     """An upstream that answers every request with ``body`` and ``headers``, keeping the request headers."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -570,7 +586,7 @@ def canned_upstream(body: bytes, headers: dict[str, str]) -> Iterator[tuple[str,
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("content-length") or 0))
             received.append({k.lower(): v for k, v in self.headers.items()})
-            self.send_response(200)
+            self.send_response(status)
             for name, value in {**headers, "content-length": str(len(body))}.items():
                 self.send_header(name, value)
             self.end_headers()
