@@ -37,8 +37,8 @@ document.addEventListener("click", function (event) {
     fetch(button.dataset.history, { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
       .then(function (text) {
-        button.dataset.copied = text;
-        return copyText(text, button);
+        // The same object `convostore history ID --json` prints, indented as it prints it.
+        return copyText(JSON.stringify(JSON.parse(text), null, 2), button);
       })
       .catch(function () { button.textContent = "failed"; });
   }
