@@ -70,7 +70,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["convostore/rebuild.py"],
         ["tests/test_history*.py", "tests/test_resume*.py", "tests/test_replay_behaviour.py", "tests/test_public_names.py"],
     ),
-    "resume": (["convostore/resume.py"], ["tests/test_resume*.py", "tests/test_cli_resume.py", "tests/test_recorder.py"]),
+    "resume": (
+        ["convostore/resume.py"],
+        ["tests/test_resume*.py", "tests/test_cli_resume.py", "tests/test_recorder.py", "tests/test_summary.py"],
+    ),
     "recording": (
         ["convostore/recording/core.py", "convostore/recording/methods.py"],
         ["tests/test_recorder*.py", "tests/test_resume*.py", "tests/test_secrets.py"],
@@ -115,6 +118,8 @@ class Mutant:
     tests: int = 0
     seconds: float = 0.0
     mode: str = ""  # fork (code swapped in a forked child) | process (a fresh interpreter)
+    end_line: int = 0
+    killed_by: str = ""  # the first test that failed
 
     def apply(self, source: bytes) -> bytes:
         return source[: self.start] + self.replacement.encode() + source[self.end :]
@@ -303,7 +308,7 @@ def mutants_of(path: str) -> list[Mutant]:
         if key in seen:
             continue
         seen.add(key)
-        m = Mutant(path, node.lineno, start, end, text, what, function, cover)
+        m = Mutant(path, node.lineno, start, end, text, what, function, cover, end_line=node.end_lineno or node.lineno)
         try:
             compile(m.apply(source), path, "exec")
         except SyntaxError:
@@ -394,7 +399,7 @@ def _baseline(workdir: Path, name: str, sources: list[str], tests: list[str], *,
     hooks = workdir / ".mutation-hooks"
     hooks.mkdir(exist_ok=True)
     sub_rc = hooks / "coveragerc"
-    sub_rc.write_text(f"[run]\nparallel = true\ncontext = ${{{_CONTEXT_VAR}}}\nbranch = false\n"
+    sub_rc.write_text(f"[run]\nparallel = true\nsigterm = true\ncontext = ${{{_CONTEXT_VAR}}}\nbranch = false\n"
                       f"data_file = {data_file}\n{include}")
     (hooks / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     (hooks / "_mutation_contexts.py").write_text(_CONTEXT_PLUGIN.format(var=_CONTEXT_VAR, rc=str(sub_rc)))
@@ -444,7 +449,9 @@ if os.environ.get("COVERAGE_PROCESS_START"):
 """
 _CONTEXT_PLUGIN = """\
 import os
+import pytest
 os.environ["COVERAGE_PROCESS_START"] = {rc!r}
+@pytest.hookimpl(tryfirst=True)  # before the fixtures copy the environment for their subprocesses
 def pytest_runtest_setup(item):
     cls = item.cls.__name__ + "." if item.cls else ""
     os.environ[{var!r}] = item.module.__name__ + "." + cls + item.originalname
@@ -473,8 +480,7 @@ def _node_from_junit(classname: str, name: str) -> str:
 def _covering_node(mutant: Mutant, base: Baseline) -> set[str]:
     """Tests that execute the mutated node's lines (a multi-line node: any of them)."""
     nodes: set[str] = set()
-    source = (ROOT / mutant.path).read_bytes()
-    first, last = mutant.cover or (mutant.line, source[: mutant.end].count(b"\n") + 1)
+    first, last = mutant.cover or (mutant.line, mutant.end_line)
     for line in range(first, last + 1):
         nodes |= base.lines.get((mutant.path, line), set())
     return nodes
@@ -486,6 +492,14 @@ def _plan(mutant: Mutant, base: Baseline) -> tuple[list[str], float]:
     tests = sorted(_covering_node(mutant, base), key=lambda n: base.durations.get(n, 1.0))
     budget = sum(base.durations.get(n, 1.0) for n in tests)
     return tests, 60 + 5 * budget
+
+
+def _first_failure(output: str) -> str:
+    """The node id of the first ``FAILED``/``ERROR`` line of pytest's short summary."""
+    for line in output.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split(" ", 1)[1].split(" - ", 1)[0]
+    return ""
 
 
 def _verdict(returncode: int) -> str:
@@ -510,6 +524,7 @@ def run_mutant(workdir: Path, mutant: Mutant, base: Baseline, original: bytes) -
             cwd=workdir, env=_env(workdir), capture_output=True, text=True, timeout=timeout,
         )
         mutant.status = _verdict(done.returncode)
+        mutant.killed_by = _first_failure(done.stdout) if mutant.status == "killed" else ""
     except subprocess.TimeoutExpired:
         mutant.status = "timeout"
     finally:
@@ -695,7 +710,9 @@ def _serve(workdir: Path, test_files: list[str]) -> None:
         finally:
             target.write_bytes(original)
         status = "timeout" if rc is None else "error" if rc == _HARNESS_ERROR else _verdict(rc)
-        proto.write(json.dumps({"status": status, "mode": mode, "seconds": time.perf_counter() - started}) + "\n")
+        killed_by = _first_failure(log_path.read_text(errors="replace")) if status == "killed" else ""
+        proto.write(json.dumps({"status": status, "mode": mode, "seconds": time.perf_counter() - started,
+                                "killed_by": killed_by}) + "\n")
 
 
 class _Worker:
@@ -724,6 +741,7 @@ class _Worker:
         if result["status"] == "error":
             sys.exit(f"the mutation worker failed on {mutant.path}:{mutant.line}; see its .mutation-last.log")
         mutant.status, mutant.mode, mutant.seconds = result["status"], result["mode"], result["seconds"]
+        mutant.killed_by = result["killed_by"]
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -750,7 +768,8 @@ def run_module(
     def report(m: Mutant) -> None:
         if progress:
             with lock:
-                print(f"  {m.status:9} {m.path}:{m.line} {m.description} ({m.tests} tests, {m.seconds:.1f}s, {m.mode})",
+                by = f", by {m.killed_by}" if m.killed_by else ""
+                print(f"  {m.status:9} {m.path}:{m.line} {m.description} ({m.tests} tests, {m.seconds:.1f}s, {m.mode}{by})",
                       file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix=f"convostore-mutation-{name}-") as tmp:
