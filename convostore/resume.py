@@ -39,12 +39,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
-
-
 # --- what the archive knows ------------------------------------------------------
 
 
@@ -67,18 +61,28 @@ def is_lost_chain_error(exc: BaseException) -> bool:
     """The server's way of saying a ``previous_interaction_id`` is gone.
 
     An expired id has been seen to give 400 ``invalid_request`` "Invalid turn token",
-    not only 404 ``not_found``. Both SDK generations put ``status_code`` on the error.
+    not only 404 ``not_found``. Both SDK generations put ``status_code`` on the error;
+    an HTTP client's own error (httpx's ``raise_for_status``, in a proxy) has the
+    status and the server's message on its ``response`` only.
     """
+    response = getattr(exc, "response", None) or getattr(exc, "raw_response", None)
     status = getattr(exc, "status_code", None)
     if status is None:
-        response = getattr(exc, "response", None) or getattr(exc, "raw_response", None)
         status = getattr(response, "status_code", None)
     if status == 404:
         return True
     if status == 400:
-        text = f"{exc} {getattr(exc, 'body', '')}".lower()
+        text = f"{exc} {getattr(exc, 'body', '')} {_response_text(response)}".lower()
         return "invalid turn token" in text or "previous_interaction_id" in text
     return False
+
+
+def _response_text(response: Any) -> str:
+    try:
+        text = getattr(response, "text", "")
+    except Exception:  # noqa: BLE001 - a streamed body not read: the message is elsewhere
+        return ""
+    return text if isinstance(text, str) else ""
 
 
 def rebuilt_kwargs(store: "Store", kwargs: dict[str, Any], *, format: Format = "steps") -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sqlite3
 import urllib.error
 import urllib.request
 
+import httpx
 import orjson
 import pytest
 
@@ -25,6 +26,8 @@ from convostore.archive import import_jsonl
 from .fixtures_sandbox import make_client
 
 MODEL = "gemini-2.5-flash"
+OTHER_MODEL = "gemini-2.5-pro"
+AGENT = "deep-research-pro-preview-12-2025"
 WEATHER = [{"type": "function", "name": "get_weather", "description": "Weather in a city.",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 CLOCK = [{"type": "function", "name": "get_time", "description": "Time in a city.",
@@ -250,3 +253,68 @@ def test_a_store_failure_marking_a_lost_chain_goes_to_on_store_error_and_the_reb
         other_writer.close()
         locked.close()
     assert sqlite_store.get(t1.id).server_state == "live"  # the mark never landed
+
+
+def test_stored_settings_are_carried_and_the_callers_model_wins(rc, store, sandbox):
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.", system_instruction="Be brief.",
+                                generation_config={"temperature": 0.1})
+    sandbox.expire()
+    rc.interactions.create(model=MODEL, input="What is my name?", previous_interaction_id=t1.id)
+    sent = sandbox.requests[-1]
+    assert "previous_interaction_id" not in sent and sent["model"] == MODEL
+    assert sent["system_instruction"] == "Be brief." and sent["generation_config"]["temperature"] == 0.1
+    rc.interactions.create(model=OTHER_MODEL, input="And now?", previous_interaction_id=t1.id)
+    assert sandbox.requests[-1]["model"] == OTHER_MODEL  # not the stored turn's model
+
+
+def test_an_agent_continuing_an_expired_model_chain_gets_the_history_not_the_models_settings(rc, store, sandbox):
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.", tools=WEATHER, system_instruction="Be brief.",
+                                generation_config={"temperature": 0.1})
+    sandbox.expire()
+    t2 = rc.interactions.create(agent=AGENT, input="What is my name?", previous_interaction_id=t1.id)
+    sent = sandbox.requests[-1]
+    assert sent["agent"] == AGENT and "model" not in sent  # one of the two, as the API requires
+    assert "generation_config" not in sent  # a model's settings (an agent takes agent_config)
+    assert sent["system_instruction"] == "Be brief." and [t["name"] for t in sent["tools"]] == ["get_weather"]
+    assert "Your name is Ada" in wire.output_text(wire.normalize_output(t2.model_dump(mode="json", exclude_none=True)))
+
+
+def test_a_404_on_a_continuation_is_a_lost_chain_and_is_rebuilt(rc, store, sandbox):
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    sandbox.fail(404)  # a server that says "not found" for a forgotten chain
+    t2 = rc.interactions.create(model=MODEL, input="What is my name?", previous_interaction_id=t1.id)
+    assert "previous_interaction_id" not in sandbox.requests[-1]
+    _flush(store)
+    assert store.get(t1.id).server_state == "expired"
+    assert (store.get(t2.id).parent_id, store.get(t2.id).link) == (t1.id, "rebuilt")
+
+
+def test_a_server_error_on_a_continuation_is_raised_not_rebuilt(rc, store, sandbox):
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    before = len(sandbox.requests)
+    sandbox.fail(500, 4)  # every attempt the SDK makes
+    with pytest.raises(Exception) as info:
+        rc.interactions.create(model=MODEL, input="What is my name?", previous_interaction_id=t1.id)
+    assert resume.is_lost_chain_error(info.value) is False
+    assert len(sandbox.requests) == before + 4  # the SDK's attempts, and no rebuilt one after them
+    assert all("previous_interaction_id" in sent for sent in sandbox.requests[before:])
+    _flush(store)
+    assert store.get(t1.id).server_state == "live"
+
+
+def test_a_proxy_using_httpx_gets_the_same_decision(rc, store, sandbox):
+    """``httpx``'s ``raise_for_status`` error carries the status on its response only."""
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    _flush(store)
+    body = {"model": MODEL, "input": "What is my name?", "previous_interaction_id": t1.id}
+    assert resume.needs_rebuild(store, t1.id) is False and resume.needs_rebuild(store, "v1_unknown") is False
+    live = resume.plan(store, body)
+    assert (live.rebuilt_from, live.reason, live.turns) == (None, None, 0)
+    sandbox.expire()
+    with httpx.Client(base_url=sandbox.base_url, headers={"x-goog-api-key": "k"}) as http:
+        with pytest.raises(httpx.HTTPStatusError) as info:
+            http.post("/v1/interactions", json=body).raise_for_status()
+        rebuilt = resume.after_error(store, body, info.value)
+        assert rebuilt is not None and rebuilt.rebuilt_from == t1.id and rebuilt.body["model"] == MODEL
+        answer = http.post("/v1/interactions", json=rebuilt.body)
+    assert answer.status_code == 200 and "Your name is Ada" in wire.output_text(wire.normalize_output(answer.json()))
