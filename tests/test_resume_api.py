@@ -100,3 +100,16 @@ def test_refresh_counts_what_it_found_and_marks_what_the_server_forgot(rc, sqlit
         resume.refresh(store, rc, [kept.id])
     _flush(store)
     assert store.get(kept.id).server_state == "live"
+
+
+def test_rebuilt_kwargs_replaces_the_server_chain_with_its_history(rc, sqlite_store):
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.", system_instruction="Be brief.")
+    sqlite_store.flush()
+    kwargs = {"input": "What is my name?", "previous_interaction_id": t1.id}
+    out = resume.rebuilt_kwargs(sqlite_store, kwargs)
+    assert "previous_interaction_id" not in out and kwargs["previous_interaction_id"] == t1.id  # a copy
+    assert out["model"] == MODEL and out["system_instruction"] == "Be brief."
+    assert [s["type"] for s in out["input"]] == ["user_input", "model_output", "user_input"]
+    assert out["input"][-1]["content"][0]["text"] == "What is my name?"
+    turns = resume.rebuilt_kwargs(sqlite_store, kwargs, format="turns")["input"]
+    assert [t["role"] for t in turns] == ["user", "model", "user"]
