@@ -318,3 +318,17 @@ def test_a_proxy_using_httpx_gets_the_same_decision(rc, store, sandbox):
         assert rebuilt is not None and rebuilt.rebuilt_from == t1.id and rebuilt.body["model"] == MODEL
         answer = http.post("/v1/interactions", json=rebuilt.body)
     assert answer.status_code == 200 and "Your name is Ada" in wire.output_text(wire.normalize_output(answer.json()))
+
+
+def test_a_body_that_names_no_model_is_rebuilt_with_the_chains_model(rc, store, sandbox):
+    """A sender's body without ``model`` (the SDK always names one; raw wire JSON may not):
+    a rebuilt body has no server chain to take the model from, so it names the chain's."""
+    t1 = rc.interactions.create(model=MODEL, input="My name is Ada.")
+    sandbox.expire(t1.id)
+    with pytest.raises(Exception):
+        rc.interactions.get(t1.id)  # the 404 tells the archive
+    _flush(store)
+    rebuilt = resume.plan(store, {"input": "What is my name?", "previous_interaction_id": t1.id})
+    assert rebuilt.rebuilt and rebuilt.body["model"] == MODEL
+    status, answer = _post(f"{sandbox.base_url}/v1/interactions", rebuilt.body)
+    assert status == 200 and "Your name is Ada" in wire.output_text(wire.normalize_output(answer))
