@@ -13,6 +13,8 @@ import convostore
 from convostore import resume
 from convostore.archive import import_jsonl
 
+from .fixtures_sandbox import make_client
+
 MODEL = "gemini-2.5-flash"
 OTHER_MODEL = "gemini-2.5-pro"
 AGENT = "deep-research-pro-preview-12-2025"
@@ -100,6 +102,12 @@ def test_refresh_counts_what_it_found_and_marks_what_the_server_forgot(rc, sqlit
         resume.refresh(store, rc, [kept.id])
     _flush(store)
     assert store.get(kept.id).server_state == "live"
+
+    bare = make_client(sandbox.base_url)  # not recorded: refresh marks what the server forgot itself
+    sandbox.expire(kept.id)
+    assert resume.refresh(store, bare, [kept.id]).gone == 1
+    bare.close()
+    assert store.get(kept.id).server_state == "expired"
 
 
 def test_rebuilt_kwargs_replaces_the_server_chain_with_its_history(rc, sqlite_store):
