@@ -342,6 +342,11 @@ def test_the_context_hash_tells_apart_what_the_model_would_see_differently():
     assert h({"type": "user_input", "content": [img]}) != h({"type": "model_output", "content": [img]})
     assert h({"type": "user_input", "content": [{"type": "smell", "note": "a"}]}) != h(
         {"type": "user_input", "content": [{"type": "smell", "note": "b"}]})
+    # Media by reference, and other blocks that happen to carry a "data" field, are hashed whole.
+    by_uri = {"type": "image", "uri": "gs://b/cat.png", "mime_type": "image/png"}
+    assert h({"type": "user_input", "content": [by_uri]}) != h({"type": "user_input", "content": [{**by_uri, "uri": "gs://b/dog.png"}]})
+    smell = {"type": "smell", "data": "QUJD", "note": "a"}
+    assert h({"type": "user_input", "content": [smell]}) != h({"type": "user_input", "content": [{**smell, "note": "b"}]})
     assert wire.context_hash(wire.EMPTY_CONTEXT, [u]) == h(u) and wire.context_hash(wire.EMPTY_CONTEXT, []) == wire.EMPTY_CONTEXT
     assert wire.context_hash(h(u), [m]) == h(u, m) != wire.context_hash(None, [m])
 
