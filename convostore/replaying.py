@@ -258,7 +258,11 @@ class _Replayer:
             config["temperature"] = s["temperature"]
         for key, value in (s.get("overrides") or {}).items():
             if key.startswith("generation_config."):
-                config[key.split(".", 1)[1]] = value
+                *parents, last = key.split(".")[1:]  # thinking_config.thinking_level: a nested field
+                node = config
+                for name in parents:  # copied on the way down: the stored request stays as it was
+                    node[name] = node = dict(node.get(name) or {})
+                node[last] = value
             elif value is None:
                 out.pop(key, None)
             else:

@@ -75,6 +75,15 @@ def test_progress_counts_every_turn_once_and_the_summary_adds_up(rc, store, sand
     assert seen == [(i, 6) for i in range(7)] and run.summary["sent"] == 6
 
 
+def test_a_first_turn_answered_in_hops_is_one_turn(rc, store, sandbox):
+    first = rc.interactions.create(model=SOURCE, input="Write a very long essay. [continue:2]")
+    head = rc.interactions.create(model=SOURCE, input="Thanks.", previous_interaction_id=first.id).id
+    assert [link for _, link in store.chain_links(head)] == ["root", "continuation", "continuation", "server"]
+    seen: list[tuple[int, int]] = []
+    run = replay(store, head, model=TARGET, client=rc, progress=lambda d, t: seen.append((d, t)))
+    assert run.summary["turns"] == 2 and seen[-1] == (2, 2) and run.summary["verdicts"] == {"ok": 2}
+
+
 def test_a_resumed_run_counts_the_turns_it_skipped(rc, store, sandbox):
     (head,) = _conversation(rc)
     fail_second = lambda done, total: sandbox.fail(503, 2) if done == 1 else None  # noqa: E731
@@ -90,7 +99,7 @@ def test_a_resumed_run_counts_the_turns_it_skipped(rc, store, sandbox):
 
 def test_settings_recorded_with_a_turn_are_sent_again_unless_overridden(client, store, sandbox, tmp_path, monkeypatch):
     rc = convostore.record(client, store=store)
-    gen = {"temperature": 0.9, "top_p": 0.5}
+    gen = {"temperature": 0.9, "top_p": 0.5, "thinking_config": {"thinking_level": "high", "include_thoughts": True}}
     (head,) = _conversation(rc, turns=2, system_instruction="Be kind.", tools=TOOLS, generation_config=gen)
     n = len(sandbox.requests)
     replay(store, head, model=TARGET, client=rc, concurrency=1)
@@ -101,12 +110,14 @@ def test_settings_recorded_with_a_turn_are_sent_again_unless_overridden(client, 
         assert body["tools"] == TOOLS and body["generation_config"] == gen and "store" not in body
     n = len(sandbox.requests)
     run = replay(store, head, model=TARGET, client=rc, concurrency=1, temperature=0.1, system_instruction="Be terse.",
-                 overrides={"generation_config.top_k": 3, "tools": None, "response_mime_type": "text/plain"},
+                 overrides={"generation_config.top_k": 3, "tools": None, "response_mime_type": "text/plain",
+                            "generation_config.thinking_config.thinking_level": "low"},
                  store_remote=False)
     assert run.settings["store"] is False
     for body in sandbox.requests[n:]:
         assert body["system_instruction"] == "Be terse." and "tools" not in body and body["store"] is False
-        assert body["generation_config"] == {"temperature": 0.1, "top_p": 0.5, "top_k": 3}
+        assert body["generation_config"] == {"temperature": 0.1, "top_p": 0.5, "top_k": 3,
+                                             "thinking_config": {"thinking_level": "low", "include_thoughts": True}}
         assert body["response_mime_type"] == "text/plain"
     # The same from the command line, resumed with the run's own settings.
     monkeypatch.setenv("GEMINI_API_KEY", "k")
@@ -116,7 +127,8 @@ def test_settings_recorded_with_a_turn_are_sent_again_unless_overridden(client, 
                                    "--set", "generation_config.top_p=0.25", "--set", "system_instruction=null", "--json"])
     assert res.exit_code == 0, res.output
     for body in sandbox.requests[n:]:
-        assert body["generation_config"] == {"temperature": 0.0, "top_p": 0.25} and "system_instruction" not in body
+        assert body["generation_config"] == {**gen, "temperature": 0.0, "top_p": 0.25} and "system_instruction" not in body
+    assert store.get(head).request["generation_config"] == gen  # the recorded turn itself is left as it was
     assert orjson.loads(res.output[res.output.index("{"):])["settings"]["temperature"] == 0.0
 
 

@@ -44,7 +44,7 @@ def _since(value: str) -> datetime:
 @click.option("--resume", "resume_run", metavar="RUN_ID", help="Continue an interrupted run; no completed turn is sent again.")
 @click.option("--temperature", type=float, help="Override the original turns' temperature.")
 @click.option("--system-instruction", help="Override the original turns' system instruction.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a request field (generation_config.top_p=0.5, ...).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a request field (generation_config.top_p=0.5, generation_config.thinking_config.thinking_level=low; a JSON value, null drops the field).")
 @click.option("--no-store", is_flag=True, help="Send replayed turns with store=False (rebuilt from the archive).")
 @click.option("--via", type=click.Choice(["direct", "sdk"]), default="direct", show_default=True, help="direct: stored wire JSON on the client's own connection; sdk: the SDK's interactions.create (about 10 ms more CPU per turn).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
