@@ -143,3 +143,53 @@ def test_a_forced_turn_carries_the_original_history_without_the_thoughts_of_anot
     for k, row in enumerate(chain):
         assert sent[k] == expected + row.input_steps
         expected += row.input_steps + row.output_steps
+
+
+@pytest.mark.parametrize("status,partial", [("requires_continuation", False), ("incomplete", False), ("completed", True)],
+                         ids=["cut-between-hops", "incomplete", "partial-stream"])
+def test_a_resume_resends_a_turn_whose_answer_was_cut_short(rc, store, sandbox, status, partial):
+    """A run killed between continuation hops, or during a stream, left an unfinished answer:
+    the resumed run sends that turn again (an archive imported from elsewhere says the same)."""
+    import io
+
+    from convostore.archive import import_jsonl
+
+    t1, t2 = (store.get(i) for i in (lambda h: [r.id for r in store.chain(h)])(_conversation(rc, turns=2)[0]))
+    conv = f"replay:run-cut:{t2.id}"
+    cut = {"convostore": 1, "id": "v1_cut", "api_version": "v1", "request": {"model": TARGET, "input": t1.input_text},
+           "response": {"id": "v1_cut", "status": status, "model": TARGET, "created": "2026-11-24T12:00:00Z",
+                        "steps": [{"type": "model_output", "content": [{"type": "text", "text": "[part 1 of 3] "}]}]},
+           "meta": {"conversation_id": conv, "link": "replay", "replay_run_id": "run-cut", "source_id": t1.id,
+                    "status": status, "partial": partial, "hop_index": 0, "context_hash": "h-cut"}}
+    run = {"convostore": 1, "kind": "replay_run", "run": {
+        "id": "run-cut", "model": TARGET, "mode": "forced", "status": "running", "created_at": "2026-11-24T12:00:00Z",
+        "heartbeat_at": "2026-11-24T12:00:01Z", "source_head_id": t2.id, "settings": {"heads": [t2.id], "store": True}}}
+    import_jsonl(store, io.BytesIO(orjson.dumps(cut) + b"\n" + orjson.dumps(run)))
+    assert get_run(store, "run-cut").status == "interrupted"
+    n = len(sandbox.requests)
+    resumed = replay(store, resume_run="run-cut", client=rc, concurrency=1)
+    assert resumed.summary["sent"] == 2 and resumed.summary["verdicts"] == {"ok": 2} and resumed.status == "completed"
+    assert [wire.input_text(wire.normalize_input(b["input"])[-1:]) for b in sandbox.requests[n:]] == [t1.input_text, t2.input_text]
+
+
+def test_a_free_replay_of_a_conversation_begun_with_tool_history_sends_that_history_as_it_was(client, store, sandbox, tmp_path):
+    """The first turn's own input holds a function call and its result from before the
+    archive began: no call of this replay answers it, so its result keeps its call id."""
+    from convostore import history
+
+    elsewhere = convostore.Store(tmp_path / "elsewhere.db")
+    other = convostore.record(client, store=elsewhere)
+    t1 = other.interactions.create(model=SOURCE, input="Please use get_weather for Paris.", tools=TOOLS)
+    call = next(s for s in elsewhere.get(t1.id).output_steps if s["type"] == "function_call")
+    t2 = other.interactions.create(model=SOURCE, tools=TOOLS, previous_interaction_id=t1.id, input=[
+        {"type": "function_result", "call_id": call["id"], "name": "get_weather", "result": "sunny"}])
+    kwargs = history(elsewhere, t2.id).create_kwargs("Thanks. What did the tool say?")
+    rc = convostore.record(client, store=store)
+    first = rc.interactions.create(**kwargs)
+    n = len(sandbox.requests)
+    run = replay(store, first.id, model=TARGET, mode="free", client=rc)
+    assert run.summary["verdicts"] == {"ok": 1}
+    (body,) = sandbox.requests[n:]
+    results = [s for s in wire.normalize_input(body["input"]) if s["type"] == "function_result"]
+    assert [r["call_id"] for r in results] == [call["id"]]
+    elsewhere.close()
