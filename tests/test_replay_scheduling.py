@@ -193,3 +193,21 @@ def test_a_free_replay_of_a_conversation_begun_with_tool_history_sends_that_hist
     results = [s for s in wire.normalize_input(body["input"]) if s["type"] == "function_result"]
     assert [r["call_id"] for r in results] == [call["id"]]
     elsewhere.close()
+
+
+def test_ctrl_c_leaves_an_interrupted_run_that_resume_finishes(rc, store, sandbox):
+    (head,) = _conversation(rc)
+
+    def stop_after_first(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replay(store, head, model=TARGET, client=rc, concurrency=1, progress=stop_after_first)
+    (run,) = list_runs(store)
+    assert run.status == "interrupted" and run.finished_at is not None
+    assert run.summary["turns"] == 3 and run.summary["conversations"] == 1
+    resumed = replay(store, resume_run=run.id, client=rc)
+    verdicts = resumed.summary["verdicts"]  # the turn already queued may have gone out before the stop
+    assert resumed.status == "completed" and set(verdicts) == {"skipped", "ok"} and sum(verdicts.values()) == 3
+    assert sorted(r.source_id for r in store.list(replay_run_id=run.id)) == sorted(r.id for r in store.chain(head))
