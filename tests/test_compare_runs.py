@@ -284,6 +284,7 @@ def test_each_answer_gets_its_verdict_and_the_totals_add_up_exactly(known):
     assert [a.status for a in pro] == ["completed", "completed", "diverged", "missing"]
     assert [a.id for a in pro] == ["p1", "p2", "p3", None]  # the answer over a failed attempt, before or after it
     assert [a.similarity for a in pro[:3]] == [1.0, 0.8, 1.0] and pro[3].similarity is None
+    assert [a.score for a in pro] == [1.0, 0.8, 1.0, None]  # unjudged: the similarity
     assert [t.original.similarity for t in conv.turns] == [None] * 4 and conv.original_model == SOURCE
     assert conv.title == QA[0][0] and [t.input_text for t in conv.turns] == [q for q, _ in QA]
     bob = c.conversation("b1").turns[0]
@@ -359,3 +360,30 @@ def test_runs_are_found_from_any_interaction_they_touched(known):
     assert [r.id for r in compare(known, source_model=SOURCE, since=datetime(2026, 11, 25, tzinfo=timezone.utc)).runs] == ["run-x"]
     with pytest.raises(ConvostoreError, match="no replay runs matched"):
         compare(known, source_model="gemini-1.0")
+
+
+class _HalfMarks:
+    """A grader of one's own (the ``Scorer`` protocol ``compare(judge=...)`` takes): half marks to every answer."""
+
+    model = "half-marks"
+    requests = 0
+    cached = 0
+
+    def grade(self, items):
+        self.requests += len(items)
+        return [(0.5, f"graded {replayed!r}") for _, _, replayed, _, _ in items]
+
+
+def test_a_judges_grades_replace_the_similarity_as_the_score(known):
+    judge = _HalfMarks()
+    c = compare(known, "run-pro", "run-x", judge=judge)
+    assert judge.requests == 4  # answered turns with text: not the missing one, not the failed ones
+    conv = c.conversation("a4")
+    pro = [t.replays["run-pro"] for t in conv.turns]
+    assert [a.score for a in pro] == [0.5, 0.5, 0.5, None] and [a.similarity for a in pro[:3]] == [1.0, 0.8, 1.0]
+    assert pro[1].judge_reason == "graded 'Chess is a great game.'"
+    t = c.totals()["run-pro"]
+    assert t["judge"] == {"mean": 0.5, "lowest": 0.5} and t["score"] == 0.5 and t["similarity"]["mean"] == 0.95
+    assert gate(c, fail_under=0.5) == ["run-x (model-x): score none is under 0.5"]  # nothing answered, nothing judged
+    assert gate(c, fail_under=0.6)[0] == "run-pro (gemini-2.5-pro): score 0.5 is under 0.6"
+    assert c.to_dict()["judge"] == "half-marks"

@@ -33,6 +33,7 @@ def test_the_judge_grades_each_answer_archives_its_calls_and_is_asked_once(clien
     for turn in conv.turns:
         a = turn.replays[run.id]
         assert a.judge_score is not None and "words in the same order" in a.judge_reason
+        assert a.score == a.judge_score  # a judged answer's score is the judge's
     calls = [r for r in store.list(replay_run_id=run.id) if r.link == "judge"]
     assert len(calls) == 4 and all(r.model == SANDBOX_JUDGE and r.labels["judge"] == SANDBOX_JUDGE for r in calls)
     assert not any(r.conversation_id.startswith("judge:") for r in store.conversations())  # not replayable sources
