@@ -214,14 +214,14 @@ def test_stats_and_runs_show_cost_and_say_when_unknown(runs):
 
 
 def _line(iid, *, conv, parent=None, link="root", model=SOURCE, question="q", answer=None, status="completed",
-          run=None, source=None, latency=None, tokens=(10, 5), labels=None, hop=0):
+          run=None, source=None, latency=None, tokens=(10, 5), labels=None, hop=0, cached=0):
     """One export line, as another convostore (or a hand) would write it."""
     response = None
     if status != "failed":
         response = {"id": iid, "status": status, "model": model, "created": "2026-11-24T12:00:00Z",
                     "steps": [{"type": "model_output", "content": [{"type": "text", "text": answer}]}],
                     "usage": {"total_input_tokens": tokens[0], "total_output_tokens": tokens[1],
-                              "total_thought_tokens": 2, "total_cached_tokens": 0}}
+                              "total_thought_tokens": 2, "total_cached_tokens": cached}}
     meta = {"conversation_id": conv, "parent_id": parent, "link": link, "context_hash": f"h-{iid}", "status": status,
             "latency_ms": latency, "replay_run_id": run, "source_id": source, "labels": labels, "hop_index": hop,
             "recorded_at": "2026-11-24T12:00:00Z", "error": {"message": "503", "status": 503} if status == "failed" else None}
@@ -251,7 +251,7 @@ def known(sqlite_store):
         lines.append(_line(f"a{k}", conv="a1", parent=prev, link="server" if prev else "root", question=q, answer=a,
                            latency=50.0))
         prev = f"a{k}"
-    lines.append(_line("b1", conv="b1", question="Hi, my name is Bob.", answer="Hello Bob.", latency=70.0))
+    lines.append(_line("b1", conv="b1", question="Hi, my name is Bob.", answer="Hello Bob.", latency=70.001))
     pro, x = "run-pro", "run-x"
     ca, cb = f"replay:{pro}:a4", f"replay:{pro}:b1"
     lines += [
@@ -265,7 +265,7 @@ def known(sqlite_store):
         _line("q1", conv=cb, link="replay", model="gemini-2.5-pro", answer="Hello", run=pro, source="b1", latency=400.0,
               tokens=(20, 1), hop=0, status="requires_continuation"),
         _line("q1b", conv=cb, link="continuation", model="gemini-2.5-pro", answer="Hello Bob.", run=pro, source="b1",
-              latency=500.0, tokens=(20, 9), hop=1),
+              latency=500.0, tokens=(20, 9), hop=1, cached=4),
         _line("x1", conv=f"replay:{x}:b1", link="replay", model="model-x", status="failed", run=x, source="b1"),
         _line("x2", conv=f"replay:{x}:b1", link="replay", model="model-x", status="failed", run=x, source="b1"),
     ]
@@ -299,15 +299,16 @@ def test_each_answer_gets_its_verdict_and_the_totals_add_up_exactly(known):
         "conversations": 1, "turns": 1, "completed": 0, "failed": 1, "diverged": 0, "missing": 0}
     assert t["original"]["conversations"] == 2 and t["original"]["turns"] == 5 and t["original"]["completed"] == 5
     assert t["run-pro"]["latency_ms"] == {"mean": 275.0, "median": 250.0, "p95": 470.0}  # 100, 200, 300, 500
-    assert t["original"]["latency_ms"] == {"mean": 54.0, "median": 50.0, "p95": 66.0}
+    assert t["original"]["latency_ms"] == {"mean": 54.0, "median": 50.0, "p95": 66.001}  # 66.0008, to 3 places
     assert t["run-x"]["latency_ms"] == {"mean": None, "median": None, "p95": None}
-    assert t["run-pro"]["tokens"] == {"input": 50, "output": 24, "thought": 8, "cached": 0, "total": 74}
+    assert t["run-pro"]["tokens"] == {"input": 50, "output": 24, "thought": 8, "cached": 4, "total": 74}
     assert t["run-pro"]["similarity"] == {"mean": 0.95, "lowest": 0.8} and t["run-pro"]["score"] == 0.95
     assert t["run-pro"]["judge"] == {"mean": None, "lowest": None}
     assert t["run-pro"]["mean_length"] == round(sum(len(a) for a in ("Hello Ada, nice to meet you.", "Chess is a great game.",
                                                                     "Your name is Ada.", "Hello Bob.")) / 5, 1)
     pro_price = load_prices().price("gemini-2.5-pro").base
-    assert t["run-pro"]["cost_usd"] == pytest.approx((50 * pro_price.input + 24 * pro_price.output + 8 * pro_price.thought) / 1e6)
+    assert t["run-pro"]["cost_usd"] == pytest.approx((46 * pro_price.input + 4 * pro_price.cached_input + 24 * pro_price.output
+                                                      + 8 * pro_price.thought) / 1e6)
     assert t["run-x"]["cost_usd"] == 0.0 and t["run-x"]["cost_unknown_models"] == []  # a failed turn costs nothing
     assert t["original"]["cost_usd"] == pytest.approx(
         load_prices().cost(SOURCE, input_tokens=50, output_tokens=25, thought_tokens=10, cached_tokens=0))
