@@ -85,9 +85,11 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "comparison": (
         ["convostore/comparison.py"],
-        ["tests/test_replay*.py", "tests/test_cli_replay.py", "tests/test_report*.py"],
+        ["tests/test_replay*.py", "tests/test_cli_replay.py", "tests/test_report*.py", "tests/test_compare_runs.py",
+         "tests/test_judge.py"],
     ),
     "archive": (["convostore/archive.py"], ["tests/test_archive.py", "tests/test_import*.py"]),
+    "line_format": (["convostore/line_format.py"], ["tests/test_import*.py", "tests/test_archive.py"]),
     "report": (["convostore/report.py"], ["tests/test_report*.py", "tests/test_replay.py", "tests/test_cli_replay.py"]),
 }
 
