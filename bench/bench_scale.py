@@ -235,7 +235,11 @@ def measure(url: str, n: int, repeat: int) -> dict[str, float]:
         out[f"search {label}"] = _ms(lambda w=word: store.search(w, limit=20), repeat)
         if "order" in params:
             out[f"search {label} newest"] = _ms(lambda w=word: store.search(w, limit=20, order="newest"), repeat)
-    out["stats"] = _ms(store.stats, repeat)
+    # What `convostore stats` does: the counts, then cost per model from the token sums.
+    from convostore.prices import cost_summary, load_prices
+
+    prices = load_prices()
+    out["stats"] = _ms(lambda: (store.stats(), cost_summary(prices, store.usage())), repeat)
     out["expiring"] = _ms(lambda: _first(expiring(store, "20d"), 20), max(1, repeat // 3))
     if hasattr(store, "list_conversations"):
         out["conversations"] = _ms(lambda: store.list_conversations(limit=50), repeat)

@@ -33,6 +33,7 @@ from . import markdown
 from .errors import ConvostoreError, ImportConflictError, ImportFieldError, ImportFormatError, WireFormatError
 from .line_format import FORMAT_VERSION, FieldError, check_line
 from .records import parse_time, retention_delta, row_from_exchange
+from .store import packing
 from .store.journal import Journal
 from .store.writer import StreamRepeatError
 from .store.rows import T
@@ -246,8 +247,18 @@ def _stored_content(w: "Writer", ids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored values (raw JSON text for JSON columns) of those ``ids`` that are
     stored, read inside the writer's transaction (so rows this import wrote count)."""
     cols = [T.c[_STORED_COLUMNS.get(k, k)] for k in _STORED_KEYS]
-    q = select(T.c.id, *cols).where(T.c.id.in_(bindparam("ids", expanding=True)))
-    return {r[0]: dict(zip(_STORED_KEYS, r[1:])) for r in w.conn.execute(q, {"ids": ids})}
+    q = select(T.c.id, *cols, T.c.body, T.c.input_text, T.c.output_text).where(T.c.id.in_(bindparam("ids", expanding=True)))
+    out = {}
+    for r in w.conn.execute(q, {"ids": ids}):
+        stored = dict(zip(_STORED_KEYS, r[1:]))
+        body, input_text, output_text = r[-3:]
+        if body is not None:  # packed (0008): the JSON text the columns would hold
+            p = packing.load(body, input_text, output_text)
+            request, response = p["q"], p["r"]
+            stored["request"] = orjson.dumps(request).decode()
+            stored["response"] = None if response is None else orjson.dumps(response).decode()
+        out[r[0]] = stored
+    return out
 
 
 def _delete(w: "Writer", ids: list[str]) -> None:

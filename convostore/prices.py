@@ -147,19 +147,40 @@ def load_prices(path: str | os.PathLike[str] | None = None) -> PriceTable:
     return PriceTable({**table.models, **extra.models}, extra.taken or table.taken, extra.source or table.source)
 
 
+def _usd(rates: Rates, input_tokens: int, output_tokens: int, thought_tokens: int, cached_tokens: int) -> float | None:
+    if cached_tokens and rates.cached_input is None:
+        return None
+    return ((input_tokens - cached_tokens) * rates.input + cached_tokens * (rates.cached_input or 0.0)
+            + output_tokens * rates.output + thought_tokens * rates.thought) / 1_000_000
+
+
 def usage_cost(table: PriceTable, usage: dict[str, Any]) -> float | None:
     """USD for one ``Store.usage()`` line (a model's token sums), or None when it cannot be known.
 
-    Unknown: no price for the model, cached tokens without a cached price, or a prompt
-    past the model's long-context threshold (sums cannot tell which calls were dearer).
+    Prompts past the model's long-context threshold are billed at its long-context
+    rates: exact when the line counts them apart at that threshold (``long_context``);
+    unknown when it cannot tell (another threshold, and prompts past 200k tokens).
+    Unknown too: no price for the model, cached tokens without a cached price.
     """
     price = table.price(usage.get("model"))
     if price is None:
         return None
-    if price.long_above is not None and usage.get("max_input", 0) > price.long_above:
+    sums = [int(usage.get(k) or 0) for k in ("input", "output", "thought", "cached")]
+    long = usage.get("long_context")
+    if price.long_context is None or price.long_above is None:
+        return _usd(price.base, *sums)
+    if isinstance(long, dict):
+        long_sums = [int(long.get(k) or 0) for k in ("input", "output", "thought", "cached")]
+        if long.get("above") == price.long_above:
+            short = _usd(price.base, *(a - b for a, b in zip(sums, long_sums)))
+            dear = _usd(price.long_context, *long_sums) if long.get("calls") else 0.0
+            return None if short is None or dear is None else short + dear
+        if not long.get("calls") and int(long.get("above") or 0) <= price.long_above:
+            return _usd(price.base, *sums)  # no prompt past the lower threshold
         return None
-    return table.cost(usage.get("model"), input_tokens=usage.get("input", 0), output_tokens=usage.get("output", 0),
-                      thought_tokens=usage.get("thought", 0), cached_tokens=usage.get("cached", 0))
+    if usage.get("max_input", 0) > price.long_above:
+        return None
+    return _usd(price.base, *sums)
 
 
 def cost_summary(table: PriceTable, usage: list[dict[str, Any]]) -> dict[str, Any]:

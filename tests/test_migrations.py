@@ -72,10 +72,13 @@ def test_an_archive_at_0001_upgrades_in_place_and_keeps_its_rows(tmp_path):
 
     from datetime import datetime, timezone
 
-    store = Store(path, migrate=False)  # the old schema still reads and writes
-    store.save(row_from_exchange({"model": "m", "input": "kept"}, {"id": "old-1", "status": "completed"},
-                                 api_version="v1", recorded_at=datetime.now(timezone.utc), extra={"replay_run_id": "run-1", "source_id": "s-1"}))
-    store.close()
+    from tests.test_repack import legacy_insert
+
+    # A row as convostore wrote it at 0001 (JSON text columns).
+    legacy_insert(engine, row_from_exchange(
+        {"model": "m", "input": "kept"}, {"id": "old-1", "status": "completed"}, api_version="v1",
+        recorded_at=datetime.now(timezone.utc), extra={"replay_run_id": "run-1", "source_id": "s-1"}))
+    engine.dispose()
 
     store = Store(path)
     assert store_engine.current_revision(store.engine) == store_engine.SCHEMA_HEAD

@@ -98,12 +98,14 @@ def test_an_archive_from_0002_gets_every_row_indexed_by_the_migration(tmp_path):
     with engine.begin() as conn:
         command.upgrade(store_engine.alembic_config(conn), "0002")
     engine.dispose()
-    old = Store(path, migrate=False)
+    from tests.test_repack import legacy_insert
+
+    engine = create_engine(f"sqlite:///{path}")  # rows as the code of 0002 wrote them
     now = datetime.now(timezone.utc)
     for i in range(5):
-        old.save(row_from_exchange({"model": "m", "input": f"old question {i} about walruses"},
-                                   {"id": f"old-{i}", "status": "completed"}, api_version="v1", recorded_at=now))
-    old.close()
+        legacy_insert(engine, row_from_exchange({"model": "m", "input": f"old question {i} about walruses"},
+                                                {"id": f"old-{i}", "status": "completed"}, api_version="v1", recorded_at=now))
+    engine.dispose()
     store = Store(path)  # migrates to head: the lazily indexed rows are indexed once
     assert sorted(r.id for r in store.search("walruses")) == [f"old-{i}" for i in range(5)]
     assert sqlite_utils.Database(path).table("interaction").detect_fts() == "interaction_fts"

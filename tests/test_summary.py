@@ -33,8 +33,12 @@ def _exchange(iid: str, *, parent: str | None, model: str | None, tokens: int, a
     request: dict[str, Any] = {"model": model or "gemini-x", "input": f"words of {iid}"}
     if parent:
         request["previous_interaction_id"] = parent
-    response = {"id": iid, "status": "completed", "model": model,
-                "usage": {"total_input_tokens": tokens, "total_output_tokens": 2, "total_tokens": tokens + 2}}
+    # Prompts past 200k input tokens (tokens > 20) are counted apart, for long-context rates.
+    usage = {"total_input_tokens": tokens * 10_000, "total_output_tokens": 2, "total_thought_tokens": tokens % 3,
+             "total_tokens": tokens + 2}
+    if tokens % 4:
+        usage["total_cached_tokens"] = tokens
+    response = {"id": iid, "status": "completed", "model": model, "usage": usage}
     extra: dict[str, Any] = {"server_state": state, "expires_at": at + timedelta(days=1) if state == "live" else None}
     if labels:
         extra["labels"] = labels
@@ -60,6 +64,7 @@ _op = st.one_of(
     st.tuples(st.just("mark"), st.integers(0, 50), st.sampled_from(STATES)),
     st.tuples(st.just("update"), st.integers(0, 50), st.sampled_from(["failed", "completed"]), st.integers(0, 9)),
     st.tuples(st.just("delete"), st.integers(0, 50)),
+    st.tuples(st.just("usage"), st.integers(0, 50), st.one_of(st.none(), st.integers(0, 12))),
 )
 
 
@@ -87,6 +92,9 @@ def _apply(store: Any, ops: list[tuple[Any, ...]], tag: str) -> None:
             store.mark_server_state(mine[op[1] % len(mine)], op[2] or "not_stored")
         elif kind == "update":
             store.update(mine[op[1] % len(mine)], status=op[2], total_tokens=op[3])
+        elif kind == "usage":  # usage set again (a GET refresh): cost counters follow
+            usage = None if op[2] is None else {"total_input_tokens": op[2] * 30_000, "total_thought_tokens": op[2]}
+            store.update(mine[op[1] % len(mine)], usage=usage, input_tokens=None if op[2] is None else op[2] * 30_000)
         elif kind == "delete":
             victim = mine.pop(op[1] % len(mine))
             with store.engine.begin() as conn:  # any writer, even SQL by hand
@@ -137,6 +145,9 @@ def _check(store: Any) -> None:
     stats, convs = _expected(store)
     got = store.stats()
     assert {k: got[k] for k in stats} == stats
+    # Cost counters (0008) against a full recomputation over the rows.
+    scanned = [{k: v for k, v in line.items() if k != "max_input"} for line in store.usage(scan=True)]
+    assert store.usage() == scanned
     listed = _pages(store, replays=True)
     assert [c.id for c in listed] == sorted(convs, key=lambda c: (convs[c]["updated_at"], c), reverse=True)
     for c in listed:
@@ -220,10 +231,17 @@ def test_an_archive_at_0004_upgrades_with_its_summaries_backfilled(tmp_path):
     with engine.begin() as conn:
         command.upgrade(store_engine.alembic_config(conn), "0004")
     engine.dispose()
-    old = Store(path, migrate=False)  # the old schema, written by the old code paths
-    _apply(old, [("record", 0, "m1", 3, 1, "live", True), ("save", 0, "m2", 4, 2, "live", False),
-                 ("import", 0, None, 5, 3, "expired", True), ("record", 1, "m1", 6, 4, "live", False)], "old")
-    old.close()
+    # Rows as the code of 0004 wrote them (JSON columns, no summaries yet).
+    from tests.test_repack import legacy_insert
+
+    engine = create_engine(f"sqlite:///{path}")
+    for i, (model, tokens, minute, state, parent) in enumerate(
+            [("m1", 3, 1, "live", None), ("m2", 4, 2, "live", 0), (None, 25, 3, "expired", None), ("m1", 6, 4, "live", 0)]):
+        row = _exchange(f"old-{i}", parent=None, model=model, tokens=tokens, at=BASE + timedelta(minutes=minute), state=state)
+        row.update(conversation_id=f"old-{parent if parent is not None else i}", parent_id=None if parent is None else f"old-{parent}",
+                   link="root" if parent is None else "server")
+        legacy_insert(engine, row)
+    engine.dispose()
     store = Store(path)
     assert store_engine.current_revision(store.engine) == store_engine.SCHEMA_HEAD
     _check(store)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import StoreError
 from . import engine as _engine
+from . import repack as _repack
 from .background import BackgroundWriter
 from .rows import _LinkRow
 
@@ -59,8 +60,19 @@ class StoreBase:
             self._engine.dispose()
             self._engine = None
             raise StoreError(f"cannot open database {self.display_url}: {_reason(exc)}") from exc
+        if migrate:
+            self._repack_quietly()
         if replay:
             self._replay_quietly()
+
+    def _repack_quietly(self) -> None:
+        """Pack rows stored before schema 0008 (resumable batches; see ``repack``). An
+        archive that refuses writes (a read-only file) reads them as they are."""
+        try:
+            if _repack.pending(self.engine):
+                _repack.run(self.engine, self.dialect)
+        except SQLAlchemyError as exc:
+            log.warning("convostore: rows from before schema 0008 not packed yet (%s); they read as before", _reason(exc))
 
     def _replay_quietly(self) -> None:
         """Write what dead processes left spooled; a database that still refuses waits for later."""
@@ -125,6 +137,7 @@ class StoreBase:
         """Apply pending migrations; returns the schema revision."""
         try:
             _engine.upgrade(self.engine)
+            _repack.run(self.engine, self.dialect)
             return _engine.current_revision(self.engine) or ""
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot upgrade {self.display_url}: {_reason(exc)}") from exc

@@ -25,7 +25,7 @@ from ..errors import StoreError
 from ..private import make_private_dirs, tighten_dir
 
 #: The newest migration. A test checks it against migrations/versions.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 #: Page size of new SQLite files.
@@ -247,8 +247,6 @@ def reader(engine: Engine) -> Engine:
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic filter: full-text search objects are managed by hand in the migrations."""
     if type_ == "table" and name and (name.startswith("interaction_fts") or name == "alembic_version"):
-        return False
-    if type_ == "column" and name == "search_vector":
         return False
     return not (type_ == "index" and name == "ix_interaction_search")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -52,7 +52,7 @@ class Interaction(SQLModel, table=True):
     updated: Optional[datetime] = Field(default=None, sa_column=_ts())
     recorded_at: datetime = Field(sa_column=_ts(index=True, nullable=False))
     latency_ms: Optional[float] = None
-    expires_at: Optional[datetime] = Field(default=None, sa_column=_ts(index=True))
+    expires_at: Optional[datetime] = Field(default=None, sa_column=_ts())  # unindexed since 0008: expiring reads `conversation`
     server_state: Optional[str] = Field(default=None, index=True)
     labels: Optional[str] = Field(default=None, sa_type=Text)
     error: Optional[str] = Field(default=None, sa_type=Text)
@@ -61,6 +61,12 @@ class Interaction(SQLModel, table=True):
     api_version: Optional[str] = None
     replay_run_id: Optional[str] = None  # partial index in __table_args__
     source_id: Optional[str] = None  # partial index in __table_args__
+    # 0008: request, response (and input/output steps and usage where they do not derive
+    # from those) packed in one value (store/packing.py); the JSON columns above are then
+    # NULL. Rows with inline-media references, or written before 0008, use the columns.
+    body: Optional[bytes] = Field(default=None, sa_type=LargeBinary)
+    thought_tokens: Optional[int] = None  # 0008: from usage (0 when absent there); NULL: no usage
+    cached_tokens: Optional[int] = None  # 0008: likewise
 
 
 class Media(SQLModel, table=True):
@@ -162,6 +168,17 @@ class InteractionCount(SQLModel, table=True):
     tokens: int = Field(default=0, sa_type=BigInteger)
     input_tokens: int = Field(default=0, sa_type=BigInteger)
     output_tokens: int = Field(default=0, sa_type=BigInteger)
+    # 0008: what cost needs, exact under every write (Store.usage reads these): rows with
+    # usage, their thought and cached tokens; the same sums for prompts past
+    # LONG_CONTEXT_TOKENS, which the price table bills at its long-context rates.
+    calls: int = Field(default=0, sa_type=BigInteger)
+    thought_tokens: int = Field(default=0, sa_type=BigInteger)
+    cached_tokens: int = Field(default=0, sa_type=BigInteger)
+    long_calls: int = Field(default=0, sa_type=BigInteger)
+    long_input: int = Field(default=0, sa_type=BigInteger)
+    long_output: int = Field(default=0, sa_type=BigInteger)
+    long_thought: int = Field(default=0, sa_type=BigInteger)
+    long_cached: int = Field(default=0, sa_type=BigInteger)
 
 
 class SummaryBulk(SQLModel, table=True):
@@ -172,3 +189,13 @@ class SummaryBulk(SQLModel, table=True):
     __tablename__ = "summary_bulk"
 
     id: int = Field(default=1, primary_key=True)
+
+
+class BodyBackfill(SQLModel, table=True):
+    """While rows stored before 0008 are being packed into ``body`` (``store/repack.py``,
+    in batches): the last id done, so an interrupted pass resumes there. Gone when done."""
+
+    __tablename__ = "body_backfill"
+
+    id: int = Field(default=1, primary_key=True)
+    after: str = Field(sa_type=Text)

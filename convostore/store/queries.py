@@ -17,9 +17,10 @@ from sqlalchemy import Integer, String, and_, bindparam, column, func, or_, sele
 
 from .. import wire
 from ..errors import AmbiguousIdError, ChainCycleError, NotFoundError, StoreError
-from . import ranking, summary
+from . import packing, ranking, summary
 from .base import StoreBase
 from .rows import (
+    BODY_FIELDS,
     M,
     R,
     T,
@@ -56,12 +57,14 @@ _ANCESTORS = (
 )
 
 
+_TURN_COLUMNS = "input_steps, output_steps, body, input_text, output_text"
 _WALK = (
-    "WITH RECURSIVE anc(id, parent_id, model, link, inp, outp, depth) AS ("
-    " SELECT id, parent_id, model, link, input_steps, output_steps, 0 FROM interaction WHERE id = :id"
-    " UNION ALL SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps, anc.depth + 1"
+    "WITH RECURSIVE anc(id, parent_id, model, link, inp, outp, body, itext, otext, depth) AS ("
+    f" SELECT id, parent_id, model, link, {_TURN_COLUMNS}, 0 FROM interaction WHERE id = :id"
+    " UNION ALL SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps, i.body, i.input_text,"
+    " i.output_text, anc.depth + 1"
     " FROM interaction i JOIN anc ON i.id = anc.parent_id WHERE anc.depth < :bound)"
-    " SELECT id, parent_id, model, link, inp, outp, depth FROM anc"
+    " SELECT id, parent_id, model, link, inp, outp, body, itext, otext, depth FROM anc"
 )
 
 
@@ -177,6 +180,9 @@ class Queries(StoreBase):
         return None if found is None else str(found)
 
     def _with_changes(self, row: Row, changes: dict[str, Any]) -> Row:
+        if BODY_FIELDS.intersection(changes):  # packed fields change together (as the write will)
+            changes = {**changes, **row.body_parts(), **{k: changes[k] for k in BODY_FIELDS.intersection(changes)}}
+            row._pack = row._derived = None
         values, _ = _encode(changes)
         for col, value in values.items():
             field = _FIELD_FOR_COLUMN.get(col)
@@ -381,7 +387,7 @@ class Queries(StoreBase):
             rows = conn.execute(text(_WALK), {"id": head.id, "bound": bound}).all()
             if len(rows) > bound:
                 sql = text(
-                    f"{_ANCESTORS} SELECT i.id, i.parent_id, i.model, i.link, i.input_steps, i.output_steps "
+                    f"{_ANCESTORS} SELECT i.id, i.parent_id, i.model, i.link, i.{_TURN_COLUMNS.replace(', ', ', i.')} "
                     "FROM anc JOIN interaction i ON i.id = anc.id"
                 )
                 rows = _order_chain(head.id, conn.execute(sql, {"id": head.id}).all(), lambda r: (r[0], r[1]))
@@ -389,14 +395,20 @@ class Queries(StoreBase):
                 # SQLite's queue yields them in depth order already; sorting in Python
                 # (linear on sorted input) keeps that a certainty without a SQL sort of
                 # every row's JSON.
-                rows.sort(key=lambda r: -r[6])
-        # One parse for the whole chain: per-call overhead, not bytes, dominates
-        # thousands of small JSON texts.
-        text_ = "[" + ",".join(f"[{r[4] or '[]'},{r[5] or '[]'}]" for r in rows) + "]"
-        parsed = orjson.loads(text_)
+                rows.sort(key=lambda r: -r[9])
+        # Rows written before 0008 (or with media): one parse for all of them, since
+        # per-call overhead, not bytes, dominates thousands of small JSON texts.
+        text_ = "[" + ",".join(f"[{r[4] or '[]'},{r[5] or '[]'}]" for r in rows if r[6] is None) + "]"
+        legacy = iter(orjson.loads(text_))
         if "convostore-media:" in text_:
-            parsed = wire.join_media(parsed, self._media_lookup())
-        turns = [Turn(r[0], r[1], r[2], r[3], p[0], p[1]) for r, p in zip(rows, parsed)]
+            legacy = iter(wire.join_media(list(legacy), self._media_lookup()))
+        turns = []
+        for r in rows:
+            if r[6] is None:
+                inputs, outputs = next(legacy)
+            else:
+                _, _, inputs, outputs, _ = packing.unpack(r[6], r[7], r[8])
+            turns.append(Turn(r[0], r[1], r[2], r[3], inputs or [], outputs or []))
         turns[-1].request = head.request
         return turns
 
@@ -594,60 +606,29 @@ class Queries(StoreBase):
         conversations: Sequence[str] | None = None,
         by_day: bool = False,
         since: datetime | None = None,
+        scan: bool = False,
     ) -> builtins.list[dict[str, Any]]:
-        """Token sums per model (``by_run``: per replay run and model, replayed rows only, read
-        through the replay-run index): what a price table turns into cost.
+        """Token sums per model: what a price table turns into cost.
 
-        ``thought`` and ``cached`` come from the stored usage JSON; ``max_input`` (the
-        largest prompt) tells whether a long-context rate may apply. ``conversations``:
-        only those, summed per ``conversation`` (one index range each: a page of them is
-        cheap); ``by_day``: per UTC ``day`` (YYYY-MM-DD); ``since``: recorded then or later
-        (read through the ``recorded_at`` index).
+        ``calls`` counts the interactions with usage; ``thought`` and ``cached`` come
+        from it; ``long_context`` holds the same sums for prompts past
+        ``LONG_CONTEXT_TOKENS`` (billed at a model's long-context rates). Per model over
+        the whole archive they are read from the counters the triggers keep (0008: a few
+        rows at any size). Otherwise summed over the rows, with ``max_input`` (the largest
+        prompt): ``by_run`` per replay run and model (replayed rows only, through the
+        replay-run index); ``conversations``: only those, per ``conversation``; ``by_day``:
+        per UTC ``day`` (YYYY-MM-DD); ``since``: recorded then or later (the
+        ``recorded_at`` index); ``scan``: the counters' figures recomputed from the rows.
         """
         self._settle()
-        if self.dialect == "sqlite":
-            thought = "json_extract(usage_json, '$.total_thought_tokens')"
-            cached = "json_extract(usage_json, '$.total_cached_tokens')"
-            day = "substr(recorded_at, 1, 10)"
-        else:
-            thought = "(usage_json::json->>'total_thought_tokens')::bigint"
-            cached = "(usage_json::json->>'total_cached_tokens')::bigint"
-            day = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-        keys = ["replay_run_id"] if by_run else []
-        extra = []
-        where = ["usage_json IS NOT NULL"]
-        if by_run:
-            where.append("replay_run_id IS NOT NULL")
-        params: dict[str, Any] = {}
-        if conversations is not None:
-            if not conversations:
-                return []
-            keys.append("conversation_id")
-            extra.append("conversation_id AS conversation")
-            where.append("conversation_id IN :cids")
-            params["cids"] = builtins.list(conversations)
-        if by_day:
-            keys.append(day)
-            extra.append(f"{day} AS day")
-        if since is not None:
-            where.append("recorded_at >= :since")
-            params["since"] = _utc(since)
-        run = "replay_run_id" if by_run else "NULL"
-        sql = text(
-            f"SELECT {run} AS run, {''.join(e + ', ' for e in extra)}model, count(*) AS calls,"
-            " coalesce(sum(input_tokens), 0) AS input,"
-            f" coalesce(sum(output_tokens), 0) AS output, coalesce(sum({thought}), 0) AS thought,"
-            f" coalesce(sum({cached}), 0) AS cached, coalesce(sum(total_tokens), 0) AS total,"
-            " coalesce(max(input_tokens), 0) AS max_input"
-            f" FROM interaction WHERE {' AND '.join(where)} GROUP BY {''.join(k + ', ' for k in keys)}model"
-        )
-        if conversations is not None:
-            sql = sql.bindparams(bindparam("cids", expanding=True))
-        if since is not None:
-            sql = sql.bindparams(bindparam("since", type_=T.c.recorded_at.type))
+        if not (by_run or by_day or scan or conversations is not None or since is not None):
+            with self._connect() as conn:
+                return summary.usage_counts(conn)
+        if conversations is not None and not conversations:
+            return []
         with self._connect() as conn:
-            return [{k: (int(v) if isinstance(v, (int, float)) and k != "model" else v) for k, v in r._mapping.items()}
-                    for r in conn.execute(sql, params)]
+            return summary.usage_scan(conn, self.dialect, by_run=by_run, conversations=conversations, by_day=by_day,
+                                      since=_utc(since) if since is not None else None)
 
     def stats(self) -> dict[str, Any]:
         """Counts by model, status and server state; tokens; conversations.

@@ -19,6 +19,9 @@ from sqlalchemy.engine import Connection
 
 #: How many of the newest matches relevance ranks (a bound on its cost).
 CANDIDATES = 1000
+#: PostgreSQL: the expression the GIN index ``ix_interaction_search`` is built on (0008;
+#: no stored tsvector column). A query must spell it exactly so for the index to serve it.
+PG_VECTOR = "to_tsvector('simple'::regconfig, coalesce(input_text, '') || ' ' || coalesce(output_text, ''))"
 _K1, _B = 1.2, 0.75
 _WORD = re.compile(r"\w+")
 
@@ -92,11 +95,11 @@ def pg_ids(conn: Connection, words: list[str], *, limit: int, newest: bool) -> l
     params = {"q": " ".join(words), "k": CANDIDATES + 1, "limit": limit}
     q = "plainto_tsquery('simple', :q)"
     found = list(conn.execute(text(
-        f"SELECT id, recorded_at, ts_rank(search_vector, {q}) FROM interaction WHERE search_vector @@ {q} LIMIT :k"
+        f"SELECT id, recorded_at, ts_rank({PG_VECTOR}, {q}) FROM interaction WHERE {PG_VECTOR} @@ {q} LIMIT :k"
     ), params).all())
     if len(found) > CANDIDATES and newest:
         return [r[0] for r in conn.execute(text(
-            f"SELECT id FROM interaction WHERE search_vector @@ {q} ORDER BY recorded_at DESC, id DESC LIMIT :limit"
+            f"SELECT id FROM interaction WHERE {PG_VECTOR} @@ {q} ORDER BY recorded_at DESC, id DESC LIMIT :limit"
         ), params)]
     if newest:
         found.sort(key=lambda r: (r[1], r[0]), reverse=True)

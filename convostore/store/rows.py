@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Table, column
 
 from .. import wire
+from . import packing
 from .models import Interaction, Media, ReplayRun
 
 # SQLModel sets ``__table__`` on table classes when they are created; its stubs do not say so.
@@ -42,11 +43,35 @@ def _dumps(value: Any) -> str | None:
     return orjson.dumps(value, default=str).decode()
 
 
-def _encode(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+#: Row keys packed into ``body`` (with input_text/output_text, which it refers to).
+BODY_KEYS = ("request", "response", "input_steps", "output_steps", "usage")
+BODY_FIELDS = frozenset((*BODY_KEYS, "input_text", "output_text"))
+_BODY_COLUMNS = tuple(_JSON[k] for k in BODY_KEYS)
+#: Columns a repacked row rewrites together.
+PACKED_COLUMNS = ("body", *_BODY_COLUMNS, "input_text", "output_text", "thought_tokens", "cached_tokens")
+#: Row key → its column, for the packed fields.
+BODY_COLUMN = {k: _JSON.get(k, k) for k in BODY_FIELDS}
+#: Prompts above this many input tokens are counted apart (the API's long-context rates).
+LONG_CONTEXT_TOKENS = 200_000
+
+
+def _usage_extra(usage: Any) -> tuple[int | None, int | None]:
+    """(thought, cached) tokens of a usage object; (None, None) without usage."""
+    if not isinstance(usage, wire.MAPPING):
+        return None, None
+    thought, cached = usage.get("total_thought_tokens"), usage.get("total_cached_tokens")
+    return (thought if type(thought) is int else 0), (cached if type(cached) is int else 0)
+
+
+def _encode(row: Mapping[str, Any], pack: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """A row dict as column values (JSON as orjson text, times in UTC), plus the JSON
-    values that carry inline media and still need splitting out (column → value)."""
+    values that carry inline media and still need splitting out (column → value).
+
+    A whole row (it has ``request`` and ``response``) without media is packed into
+    ``body`` (``packing``), its JSON columns left NULL."""
     values: dict[str, Any] = {}
     media: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     for key, value in row.items():
         column = _JSON.get(key, key)
         if column not in _COLUMNS:
@@ -54,6 +79,7 @@ def _encode(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         if key in _JSON:
             if isinstance(value, (str, bytes)) and key in ("request", "response"):
                 value = orjson.loads(value)
+            parsed[key] = value
             raw = _dumps(value)
             if raw is not None and len(raw) >= wire.MEDIA_MIN_CHARS and wire.has_media(raw):
                 media[column] = value
@@ -61,6 +87,17 @@ def _encode(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         elif isinstance(value, datetime):
             value = _utc(value)
         values[column] = value
+    if "usage" in parsed:
+        values["thought_tokens"], values["cached_tokens"] = _usage_extra(parsed["usage"])
+    if pack and "request" in parsed and "response" in parsed and not any(c in media for c in _BODY_COLUMNS):
+        g = parsed.get
+        try:
+            values["body"] = packing.pack(g("request"), g("response"), g("input_steps"), g("output_steps"), g("usage"),
+                                          row.get("input_text"), row.get("output_text"), refuse_media=True)
+        except packing.MediaFound:  # media references: the JSON columns, where removal finds them
+            return values, media
+        for c in _BODY_COLUMNS:
+            values[c] = None
     return values, media
 
 
@@ -123,8 +160,24 @@ class Row:
     api_version: str | None
     replay_run_id: str | None
     source_id: str | None
+    body: bytes | None = None
+    thought_tokens: int | None = None
+    cached_tokens: int | None = None
     depth: int = 0
     _media: Any = None
+    _pack: Any = None
+    _derived: Any = None
+
+    def _part(self, i: int) -> Any:
+        """Request, response (0, 1: read from ``body``) or input steps, output steps,
+        usage (2-4: rebuilt from those on first use; an export never needs them)."""
+        if self._pack is None:
+            self._pack = packing.load(self.body, self.input_text, self.output_text)  # type: ignore[arg-type]
+        if i < 2:
+            return self._pack["r" if i else "q"]
+        if self._derived is None:
+            self._derived = packing.derived(self._pack)
+        return self._derived[i - 2]
 
     def _json(self, raw: str | None) -> Any:
         if raw is None:
@@ -140,23 +193,39 @@ class Row:
 
     @property
     def request(self) -> dict[str, Any]:
+        if self.body is not None:
+            return self._part(0) or {}
         return self._json(self.request_json) or {}
 
     @property
     def response(self) -> dict[str, Any] | None:
+        if self.body is not None:
+            return self._part(1)  # type: ignore[no-any-return]
         return self._json_object(self.response_json)
 
     @property
     def input_steps(self) -> list[dict[str, Any]]:
+        if self.body is not None:
+            return self._part(2) or []
         return self._json(self.input_steps_json) or []
 
     @property
     def output_steps(self) -> list[dict[str, Any]]:
+        if self.body is not None:
+            return self._part(3) or []
         return self._json(self.output_steps_json) or []
 
     @property
     def usage(self) -> dict[str, Any] | None:
+        if self.body is not None:
+            return self._part(4)  # type: ignore[no-any-return]
         return self._json_object(self.usage_json)
+
+    def body_parts(self) -> dict[str, Any]:
+        """The packed fields as a row dict has them (a merge or an update repacks them)."""
+        return {"request": self.request, "response": self.response, "input_steps": self.input_steps,
+                "output_steps": self.output_steps, "usage": self.usage, "input_text": self.input_text,
+                "output_text": self.output_text}
 
     @property
     def labels(self) -> dict[str, Any] | None:
@@ -225,7 +294,7 @@ _PARAMS_ORDER = (
     "partial", "store", "background", "stream", "request_json", "response_json", "input_steps", "output_steps",
     "input_text", "output_text", "usage_json", "input_tokens", "output_tokens", "total_tokens", "created",
     "updated", "recorded_at", "latency_ms", "expires_at", "server_state", "labels", "error", "context_hash",
-    "hop_index", "api_version", "replay_run_id", "source_id",
+    "hop_index", "api_version", "replay_run_id", "source_id", "body", "thought_tokens", "cached_tokens",
 )
 if _PARAMS_ORDER != _COLUMN_ORDER:  # pragma: no cover - a schema change must update _sqlite_params
     raise RuntimeError("_sqlite_params is out of step with the interaction table")
@@ -259,7 +328,7 @@ def _sqlite_params(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """A row dict straight to the driver's parameter tuple, in table order: the values
     ``_encode`` + ``_defaults`` + ``_sqlite_param`` give, at a third of the cost.
     None when the general path must do it (inline media to split out, raw JSON text)."""
-    if "request_json" in row or "response_json" in row or "usage_json" in row:
+    if "request_json" in row or "response_json" in row or "usage_json" in row or "body" in row:
         return None
     g = row.get
     request, response = g("request"), g("response")
@@ -269,22 +338,39 @@ def _sqlite_params(row: Mapping[str, Any]) -> tuple[Any, ...] | None:
         response = orjson.loads(response)
     recorded_at = g("recorded_at")
     partial, store, background, stream, hop = g("partial"), g("store"), g("background"), g("stream"), g("hop_index")
+    usage, input_text, output_text = g("usage"), g("input_text"), g("output_text")
+    thought, cached = _usage_extra(usage)
     try:
+        if "request" in row and "response" in row:  # a whole exchange: packed, as _encode packs it
+            body = _sqlite_body(request, response, g("input_steps"), g("output_steps"), usage, input_text, output_text)
+            legacy: tuple[Any, ...] = (None, None, None, None, None)
+        else:
+            body = None
+            legacy = (_sqlite_json(request), _sqlite_json(response), _sqlite_json(g("input_steps")),
+                      _sqlite_json(g("output_steps")), _sqlite_json(usage))
         return (
             g("id"), g("conversation_id"), g("parent_id"), g("previous_interaction_id"), g("link"), g("model"),
             g("agent"), g("status"),
             False if partial is None else partial, True if store is None else store,
             False if background is None else background, False if stream is None else stream,
-            _sqlite_json(request), _sqlite_json(response), _sqlite_json(g("input_steps")),
-            _sqlite_json(g("output_steps")), g("input_text"), g("output_text"), _sqlite_json(g("usage")),
+            *legacy[:4], input_text, output_text, legacy[4],
             g("input_tokens"), g("output_tokens"), g("total_tokens"), _sqlite_time(g("created")),
             _sqlite_time(g("updated")), _sqlite_time(datetime.now(timezone.utc) if recorded_at is None else recorded_at),
             g("latency_ms"), _sqlite_time(g("expires_at")), g("server_state"), _sqlite_json(g("labels")),
             _sqlite_json(g("error")), g("context_hash"), 0 if hop is None else hop, g("api_version"),
-            g("replay_run_id"), g("source_id"),
+            g("replay_run_id"), g("source_id"), body, thought, cached,
         )
     except _Media:
         return None
+
+
+def _sqlite_body(request: Any, response: Any, inputs: Any, outputs: Any, usage: Any, input_text: Any, output_text: Any) -> bytes:
+    """``packing.pack``, refusing (``_Media``) when a part carries inline media: the general
+    path splits it out and keeps the JSON columns."""
+    try:
+        return packing.pack(request, response, inputs, outputs, usage, input_text, output_text, refuse_media=True)
+    except packing.MediaFound:
+        raise _Media from None
 
 
 @dataclass

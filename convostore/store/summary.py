@@ -16,14 +16,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, Text, and_, cast, func, or_, select, text, tuple_
+from sqlalchemy import Table, Text, and_, bindparam, cast, func, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from ..errors import StoreError
 from .models import Conversation as _ConversationTable
 from .models import Interaction, InteractionCount
-from .rows import _utc
+from .rows import LONG_CONTEXT_TOKENS, _utc
 
 # SQLModel sets ``__table__`` on table classes when they are created; its stubs do not say so.
 C: Table = _ConversationTable.__table__  # type: ignore[attr-defined]
@@ -226,6 +226,102 @@ def counts(conn: Connection) -> dict[str, Any]:
     }
 
 
+_USAGE_KEYS = ("calls", "input", "output", "thought", "cached", "total")
+_LONG_KEYS = ("calls", "input", "output", "thought", "cached")
+
+
+def _usage_line(run: Any, model: Any, sums: Any) -> dict[str, Any]:
+    """One ``Store.usage`` line from 11 sums: calls, input, output, thought, cached, total, then the long ones."""
+    line: dict[str, Any] = {"run": run, "model": model or None}
+    line.update(zip(_USAGE_KEYS, (int(v or 0) for v in sums[:6])))
+    line["long_context"] = {"above": LONG_CONTEXT_TOKENS, **dict(zip(_LONG_KEYS, (int(v or 0) for v in sums[6:])))}
+    return line
+
+
+def _usage_order(line: dict[str, Any]) -> tuple[Any, ...]:
+    """Lines by run then model, None first (the same on both backends)."""
+    return (line["run"] is not None, line["run"] or "", line["model"] is not None, line["model"] or "")
+
+
+def usage_counts(conn: Connection) -> list[dict[str, Any]]:
+    """Per model, from ``interaction_count``: the models with usage, as ``usage_scan`` sums them."""
+    cols = ("calls", "input_tokens", "output_tokens", "thought_tokens", "cached_tokens", "tokens",
+            "long_calls", "long_input", "long_output", "long_thought", "long_cached")
+    rows = conn.execute(
+        select(K.c.model, *(func.sum(K.c[c]) for c in cols)).group_by(K.c.model)
+    ).all()
+    return sorted((_usage_line(None, r[0], r[1:]) for r in rows if r[1]), key=_usage_order)
+
+
+def usage_scan(conn: Connection, dialect: str, *, by_run: bool = False, conversations: Any = None,
+               by_day: bool = False, since: datetime | None = None) -> list[dict[str, Any]]:
+    """The same sums over the rows themselves (the counters' definition), grouped and
+    filtered as ``Store.usage`` asks. Token sums are over all of a group's rows (they
+    have tokens only with usage); ``max_input`` over those with usage."""
+    if dialect == "sqlite":
+        def js(key: str) -> str:
+            return (f"CASE WHEN json_type(usage_json, '$.{key}') = 'integer' THEN json_extract(usage_json, '$.{key}') "
+                    "ELSE 0 END")
+        day = "substr(recorded_at, 1, 10)"
+    else:
+        def js(key: str) -> str:
+            v = f"(usage_json::jsonb->>'{key}')"
+            return (f"CASE WHEN jsonb_typeof(usage_json::jsonb->'{key}') = 'number' AND {v} ~ '^-?[0-9]{{1,18}}$' "
+                    f"THEN {v}::bigint ELSE 0 END")
+        day = "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    has = "(thought_tokens IS NOT NULL OR usage_json IS NOT NULL)"
+    thought = f"coalesce(thought_tokens, {js('total_thought_tokens')})"
+    cached = f"coalesce(cached_tokens, {js('total_cached_tokens')})"
+    long = f"coalesce(input_tokens, 0) > {LONG_CONTEXT_TOKENS}"
+    sums = [
+        f"sum(CASE WHEN {has} THEN 1 ELSE 0 END)", "sum(input_tokens)", "sum(output_tokens)", f"sum({thought})",
+        f"sum({cached})", "sum(total_tokens)",
+        f"sum(CASE WHEN {long} THEN 1 ELSE 0 END)", f"sum(CASE WHEN {long} THEN input_tokens ELSE 0 END)",
+        f"sum(CASE WHEN {long} THEN coalesce(output_tokens, 0) ELSE 0 END)",
+        f"sum(CASE WHEN {long} THEN {thought} ELSE 0 END)", f"sum(CASE WHEN {long} THEN {cached} ELSE 0 END)",
+        f"max(CASE WHEN {has} THEN input_tokens END)",
+    ]
+    keys: list[str] = []
+    extra: list[tuple[str, str]] = []
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if by_run:
+        keys.append("replay_run_id")
+        where.append("replay_run_id IS NOT NULL")
+    if conversations is not None:
+        keys.append("conversation_id")
+        extra.append(("conversation", "conversation_id"))
+        where.append("conversation_id IN :cids")
+        params["cids"] = list(conversations)
+    if by_day:
+        keys.append(day)
+        extra.append(("day", day))
+    if since is not None:
+        where.append("recorded_at >= :since")
+        params["since"] = since
+    cols = "".join(f"{expr} AS {name}, " for name, expr in extra)
+    sql = text(
+        f"SELECT {'replay_run_id' if by_run else 'NULL'} AS run, {cols}model, {', '.join(sums)} FROM interaction"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" GROUP BY {''.join(k + ', ' for k in keys)}model"
+    )
+    if conversations is not None:
+        sql = sql.bindparams(bindparam("cids", expanding=True))
+    if since is not None:
+        sql = sql.bindparams(bindparam("since", type_=T.c.recorded_at.type))
+    lines = []
+    for r in conn.execute(sql, params):
+        m = r._mapping
+        n = 2 + len(extra)
+        if not r[n]:
+            continue
+        line = _usage_line(m["run"], m["model"], r[n:n + 11])
+        line.update((name, m[name]) for name, _ in extra)
+        line["max_input"] = int(r[n + 11] or 0)
+        lines.append(line)
+    return sorted(lines, key=lambda u: (*_usage_order(u), str(u.get("conversation")), str(u.get("day"))))
+
+
 def fold_counters(conn: Connection) -> int:
     """PostgreSQL: fold the counter rows of backends that have gone into slot 0.
 
@@ -237,13 +333,12 @@ def fold_counters(conn: Connection) -> int:
     folded = conn.exec_driver_sql(
         "WITH gone AS (DELETE FROM interaction_count WHERE slot <> 0 AND slot NOT IN "
         "(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL) RETURNING *), "
-        "sums AS (SELECT model, status, server_state, sum(n) n, sum(tokens) t, sum(input_tokens) i, "
-        "sum(output_tokens) o, count(*) k FROM gone GROUP BY 1, 2, 3), "
-        "ins AS (INSERT INTO interaction_count AS c (slot, model, status, server_state, n, tokens, input_tokens, output_tokens) "
-        "SELECT 0, model, status, server_state, n, t, i, o FROM sums "
-        "ON CONFLICT (slot, model, status, server_state) DO UPDATE SET n = c.n + excluded.n, "
-        "tokens = c.tokens + excluded.tokens, input_tokens = c.input_tokens + excluded.input_tokens, "
-        "output_tokens = c.output_tokens + excluded.output_tokens) "
+        f"sums AS (SELECT model, status, server_state, {', '.join(f'sum({c}) {c}' for c in COUNTERS)}, "
+        "count(*) k FROM gone GROUP BY 1, 2, 3), "
+        f"ins AS (INSERT INTO interaction_count AS c (slot, model, status, server_state, {', '.join(COUNTERS)}) "
+        f"SELECT 0, model, status, server_state, {', '.join(COUNTERS)} FROM sums "
+        "ON CONFLICT (slot, model, status, server_state) DO UPDATE SET "
+        + ", ".join(f"{c} = c.{c} + excluded.{c}" for c in COUNTERS) + ") "
         "SELECT coalesce(sum(k), 0) FROM sums"
     ).scalar()
     conn.exec_driver_sql("DELETE FROM interaction_count WHERE slot = 0 AND n = 0")
@@ -259,12 +354,14 @@ def _merge(columns: tuple[str, ...], newer: str) -> str:
 
 # The insert trigger's two upserts (migration 0005), taking a batch's rows aggregated
 # per key and per conversation: the merge rules combine partial summaries in any order.
+#: The counters of ``interaction_count`` (0005, and 0008's cost counters), in order.
+COUNTERS = ("n", "tokens", "input_tokens", "output_tokens", "calls", "thought_tokens", "cached_tokens",
+            "long_calls", "long_input", "long_output", "long_thought", "long_cached")
 _UPSERT_COUNTS = (
-    "INSERT INTO interaction_count (slot, model, status, server_state, n, tokens, input_tokens, output_tokens) "
-    "VALUES (0, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (slot, model, status, server_state) DO UPDATE SET n = n + excluded.n, "
-    "tokens = tokens + excluded.tokens, input_tokens = input_tokens + excluded.input_tokens, "
-    "output_tokens = output_tokens + excluded.output_tokens"
+    f"INSERT INTO interaction_count (slot, model, status, server_state, {', '.join(COUNTERS)}) "
+    f"VALUES (0, ?, ?, ?, {', '.join('?' * len(COUNTERS))}) "
+    "ON CONFLICT (slot, model, status, server_state) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)
 )
 _UPSERT_CONVERSATION = (
     "INSERT INTO conversation (id, replay, turns, tokens, first_id, first_input, started_at, updated_at, head_id, "
@@ -305,7 +402,8 @@ def count_sqlite_rows(cur: Any, rows: list[tuple[Any, ...]], columns: tuple[str,
     per conversation."""
     ix = {name: columns.index(name) for name in (
         "id", "conversation_id", "model", "status", "server_state", "total_tokens", "input_tokens", "output_tokens",
-        "recorded_at", "expires_at", "replay_run_id", "labels", "input_text")}
+        "recorded_at", "expires_at", "replay_run_id", "labels", "input_text", "thought_tokens", "cached_tokens",
+        "usage_json")}
     counts: dict[tuple[str, str, str], list[int]] = {}
     convs: dict[str, list[Any]] = {}
     for r in rows:
@@ -314,11 +412,22 @@ def count_sqlite_rows(cur: Any, rows: list[tuple[Any, ...]], columns: tuple[str,
         tokens = r[ix["total_tokens"]] or 0
         c = counts.get((model, status, state))
         if c is None:
-            c = counts[(model, status, state)] = [0, 0, 0, 0]
+            c = counts[(model, status, state)] = [0] * len(COUNTERS)
+        inp, out, thought, cached = r[ix["input_tokens"]] or 0, r[ix["output_tokens"]] or 0, r[ix["thought_tokens"]], r[ix["cached_tokens"]]
         c[0] += 1
         c[1] += tokens
-        c[2] += r[ix["input_tokens"]] or 0
-        c[3] += r[ix["output_tokens"]] or 0
+        c[2] += inp
+        c[3] += out
+        if thought is not None or r[ix["usage_json"]] is not None:  # the bulk path packs every row it counts
+            c[4] += 1
+            c[5] += thought or 0
+            c[6] += cached or 0
+        if inp > LONG_CONTEXT_TOKENS:
+            c[7] += 1
+            c[8] += inp
+            c[9] += out
+            c[10] += thought or 0
+            c[11] += cached or 0
         live = r[ix["server_state"]] == "live" and r[ix["replay_run_id"]] is None
         key = (at, iid)
         s = convs.get(cid)

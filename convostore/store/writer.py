@@ -26,10 +26,14 @@ from .background import BackgroundWriter
 from .base import _reason
 from .queries import Queries
 from .rows import (
+    BODY_COLUMN,
+    BODY_FIELDS,
+    PACKED_COLUMNS,
     M,
     R,
     T,
     Row,
+    _SELECT_COLUMNS,
     _COLUMN_ORDER,
     _LinkRow,
     _RUN_JSON,
@@ -442,14 +446,24 @@ class Writer:
 class Writes(Queries):
     """The write side of ``Store``."""
 
-    def _values(self, row: Mapping[str, Any], conn: Connection) -> dict[str, Any]:
+    def _values(self, row: Mapping[str, Any], conn: Connection, pack: bool = True) -> dict[str, Any]:
         """Column values for a row dict; inline media moved to the media table."""
-        values, media = _encode(row)
+        values, media = _encode(row, pack)
         for column, value in media.items():
             split, found = wire.split_media(value)
             self._put_media(conn, found)
             values[column] = _dumps(split)
         return values
+
+    def _repacked(self, conn: Connection, interaction_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The packed columns of a stored row with ``changes`` (row keys of ``BODY_FIELDS``)
+        over its fields: ``body`` holds several fields that refer to one another (and to
+        the text columns), so a change to any of them rewrites them together."""
+        r = conn.execute(select(*_SELECT_COLUMNS).where(T.c.id == interaction_id)).first()
+        if r is None:
+            return {}
+        values = self._values({**self._row(r).body_parts(), **changes}, conn)
+        return {c: values.get(c) for c in PACKED_COLUMNS}
 
     def _put_media(self, conn: Connection, found: Mapping[str, tuple[str | None, str]]) -> None:
         existing = set(conn.execute(select(M.c.sha256).where(M.c.sha256.in_(list(found)))).scalars())
@@ -519,7 +533,10 @@ class Writes(Queries):
                 return False
             # A later view (a GET of a background job, a resumed stream) fills in what
             # it knows; it never blanks out what an earlier save recorded.
-            values = {k: v for k, v in self._values(row, conn).items() if k != "id" and not _blank(v)}
+            values = {k: v for k, v in self._values(row, conn, pack=False).items() if k != "id" and not _blank(v)}
+            changes = {k: row[k] for k, c in BODY_COLUMN.items() if c in values}
+            if changes:
+                values.update(self._repacked(conn, row["id"], changes))
             if values:
                 conn.execute(update(T).where(T.c.id == row["id"]).values(**values))
             return True
@@ -622,10 +639,13 @@ class Writes(Queries):
 
     def _update_in(self, conn: Connection, interaction_id: str, fields_: Mapping[str, Any]) -> bool:
         """The UPDATE of ``update``; False when no such row is stored."""
-        values = self._values(fields_, conn)
+        values = self._values(fields_, conn, pack=False)
         values.pop("id", None)
         if not values:
             return True
+        changes = {k: fields_[k] for k in BODY_FIELDS.intersection(fields_)}
+        if changes:
+            values.update(self._repacked(conn, interaction_id, changes))
         return conn.execute(update(T).where(T.c.id == interaction_id).values(**values)).rowcount != 0
 
     def mark_server_state(self, interaction_id: str, state: str) -> None:
