@@ -102,7 +102,9 @@ def test_an_old_schema_asks_for_db_upgrade_and_is_left_as_it_was(db):
     path, _ = db
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '0006'")
-    with pytest.raises(StoreError, match=r"schema 0006, this convostore reads 0007: run `convostore db upgrade` first"):
+    from convostore.store.engine import SCHEMA_HEAD
+
+    with pytest.raises(StoreError, match=rf"schema 0006, this convostore reads {SCHEMA_HEAD}: run `convostore db upgrade` first"):
         open_readonly(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)

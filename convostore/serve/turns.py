@@ -255,8 +255,19 @@ class _TurnCache:
 _CACHE = _TurnCache()
 
 
-def _json_key(raw: str | None) -> tuple[int, int]:
+def _json_key(raw: str | bytes | None) -> tuple[int, int]:
     return (len(raw), hash(raw)) if raw else (0, 0)
+
+
+def _raw_steps(row: Row) -> _Raw:
+    """A packed row (0008) never holds media references: its steps as ``Row`` gives them."""
+    if row.body is not None:
+        return _Raw(row.link, _steps_of(row.input_steps), _steps_of(row.output_steps))
+    return _Raw(row.link, _steps(row.input_steps_json), _steps(row.output_steps_json))
+
+
+def _steps_of(value: Any) -> list[dict[str, Any]]:
+    return [s for s in value if isinstance(s, dict)] if isinstance(value, list) else []
 
 
 def rendered_turns(chain: Iterable[Row], tree: Tree, conversation_id: str, focus: str, now: datetime) -> list[Markup]:
@@ -268,11 +279,12 @@ def rendered_turns(chain: Iterable[Row], tree: Tree, conversation_id: str, focus
         expiry = until(row.expires_at, now) if row.server_state == "live" else ""
         key = (conversation_id, row.id, i == 0, row.id == focus, row.link, row.model, row.agent, row.status,
                row.server_state, expiry, row.latency_ms, row.input_tokens, row.output_tokens, row.total_tokens,
-               row.recorded_at, _json_key(row.input_steps_json), _json_key(row.output_steps_json), row.error_json,
+               row.recorded_at, _json_key(row.input_steps_json), _json_key(row.output_steps_json), _json_key(row.body),
+               row.input_text, row.output_text, row.error_json,
                tuple(forks))
         html = _CACHE.get(key)
         if html is None:
-            inputs, outputs = turn_steps(_Raw(row.link, _steps(row.input_steps_json), _steps(row.output_steps_json)), first=i == 0)
+            inputs, outputs = turn_steps(_raw_steps(row), first=i == 0)
             view = TurnView(row, [step_view(s) for s in (*inputs, *outputs)], forks)
             html = Markup(fragment("turn.html", t=view, conversation_id=conversation_id, focus=focus, expiry=expiry))
             _CACHE.put(key, html)
