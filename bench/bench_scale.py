@@ -323,7 +323,7 @@ def main() -> None:
     print("|---" * (len(sizes) + 3) + "|")
     biggest = max(sizes)
     for name, by_n in table.items():
-        cells = " | ".join(f"{by_n[n]:.2f}" if by_n.get(n, 0) < 100 else f"{by_n[n]:,.0f}" for n in sizes)
+        cells = " | ".join("-" if n not in by_n else f"{by_n[n]:.2f}" if by_n[n] < 100 else f"{by_n[n]:,.0f}" for n in sizes)
         first, last = by_n.get(sizes[0]), by_n.get(sizes[-1])
         grew = f"{last / first:.1f}x" if first and last else "-"
         target = TARGETS.get(name.split()[0]) if not name.endswith(("MB", "/s", "JSONL", "interaction")) else None
