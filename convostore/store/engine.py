@@ -248,6 +248,8 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     """Alembic filter: full-text search objects are managed by hand in the migrations."""
     if type_ == "table" and name and (name.startswith("interaction_fts") or name == "alembic_version"):
         return False
+    if type_ == "column" and name == "search_vector":
+        return False
     return not (type_ == "index" and name == "ix_interaction_search")
 
 
