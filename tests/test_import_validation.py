@@ -285,6 +285,17 @@ def test_a_bulk_import_rebuilds_every_index_and_a_failed_one_keeps_them(store, t
     assert store.stats()["interactions"] == 2 * BATCH + 41
 
 
+def test_cli_bulk_imports_the_same_rows(store, tmp_path):
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(_valid(f"v1_{k}", f"v1_{k - 1}" if k else None)) for k in range(30)))
+    indexes = _indexes(store)
+    res = CliRunner().invoke(cli, ["--db", store.url, "import", "--bulk", str(path)])
+    assert res.exit_code == 0 and "imported 30 interactions" in res.stderr, res.output
+    res = CliRunner().invoke(cli, ["--db", store.url, "import", "--no-bulk", str(path)])
+    assert res.exit_code == 0 and "imported 0 interactions (30 already stored" in res.stderr, res.output
+    assert [r.id for r in store.chain("v1_29")][-2:] == ["v1_28", "v1_29"] and _indexes(store) == indexes
+
+
 class _Pipe(io.RawIOBase):
     """A stream that cannot seek (standard input from a pipe)."""
 

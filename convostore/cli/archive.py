@@ -178,13 +178,19 @@ def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: s
     show_default=True,
     help="An id already stored with different content: keep the stored row (skip), import nothing (fail), or take the file's (replace).",
 )
+@click.option(
+    "--bulk/--no-bulk",
+    default=None,
+    help="PostgreSQL: rebuild the indexes at the end (faster; the archive is locked until the import ends). "
+    "Default: for a file of 64 MB or more, larger than the archive.",
+)
 @click.pass_context
-def import_cmd(ctx: click.Context, file: str, on_conflict: str) -> None:
+def import_cmd(ctx: click.Context, file: str, on_conflict: str, bulk: bool | None) -> None:
     """Import a JSONL export (current or retired schema); all or nothing, idempotent."""
     from ..archive import import_jsonl
 
     source = sys.stdin.buffer if file == "-" else file  # one pass: stdin streams straight in
-    result = import_jsonl(open_store(ctx), source, on_conflict=on_conflict)
+    result = import_jsonl(open_store(ctx), source, on_conflict=on_conflict, bulk=bulk)
     replaced = f", {result.replaced} replaced" if result.replaced else ""
     click.echo(f"imported {result.added} interactions ({result.skipped} already stored{replaced}, {result.runs} replay runs) from {result.lines} lines", err=True)
     if result.conflicts:
