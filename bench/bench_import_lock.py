@@ -37,7 +37,7 @@ from convostore.store import Store  # noqa: E402
 _IMPORT = (
     "import sys; from convostore.store import Store; from convostore.archive import import_jsonl; "
     "url, path, bulk = sys.argv[1:]; s = Store(url); print('ready', flush=True); sys.stdin.readline(); "
-    "print(import_jsonl(s, path, bulk={'auto': None, 'on': True, 'off': False}[bulk]).added, flush=True)"
+    "print(import_jsonl(s, path, bulk=bulk == 'on').added, flush=True)"
 )
 
 
@@ -45,7 +45,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="interactions in the imported file")
     ap.add_argument("--db", help="a PostgreSQL server URL (default: a SQLite file)")
-    ap.add_argument("--bulk", choices=("auto", "on", "off"), default="auto", help="PostgreSQL: import_jsonl's bulk")
+    ap.add_argument("--bulk", action="store_true", help="PostgreSQL: import_jsonl(bulk=True)")
+
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     dump = RESULTS / f"scale-{args.n}.jsonl"
@@ -60,7 +61,7 @@ def main() -> None:
         else:
             url = f"{tmp}/lock.db"
         try:
-            run(url, dump, args.bulk)
+            run(url, dump, 'on' if args.bulk else 'off')
         finally:
             if args.db:
                 _pg(base, f"DROP SCHEMA {schema} CASCADE")

@@ -429,7 +429,7 @@ def _restorer(store: "Store") -> Any:
 
 
 def import_jsonl(
-    store: "Store", source: str | os.PathLike[str] | IO[bytes], *, on_conflict: str = "skip", bulk: bool | None = None
+    store: "Store", source: str | os.PathLike[str] | IO[bytes], *, on_conflict: str = "skip", bulk: bool = False
 ) -> ImportResult:
     """Import a JSONL export, all or nothing; ids already stored with the same content
     are skipped (so importing twice adds nothing).
@@ -447,9 +447,9 @@ def import_jsonl(
     reading the whole file (nothing lands), ``replace`` takes the file's row.
 
     ``bulk`` (PostgreSQL): drop the table's secondary indexes for the import and build
-    them afresh before COMMIT, faster for a large file but the table stays locked
-    (readers and recorders wait) until the import ends. The default decides by size:
-    a file of at least ``BULK_BYTES`` and larger than the table.
+    them afresh before COMMIT (a restore into an empty archive); the table stays locked
+    until the import ends, so readers and recorders wait (measured: a recorder's save
+    refused after the 30 s lock timeout). Off by default.
     """
     if on_conflict not in ON_CONFLICT:
         raise ConvostoreError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
@@ -480,18 +480,7 @@ def import_jsonl(
 _SQL_STORED_PG = "SELECT 1 FROM interaction WHERE id = ANY(%s) LIMIT 1"
 
 
-#: PostgreSQL: a file this large, and larger than the table, is imported in bulk (see ``import_jsonl``).
-BULK_BYTES = 64 << 20
-
-
-def _is_large(w: "Writer", fh: IO[bytes]) -> bool:
-    here = fh.tell()
-    size = fh.seek(0, io.SEEK_END) - here
-    fh.seek(here)
-    return size >= BULK_BYTES and size > (w.conn.exec_driver_sql("SELECT pg_table_size('interaction')").scalar() or 0)
-
-
-def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on_conflict: str, bulk: bool | None) -> ImportResult:
+def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on_conflict: str, bulk: bool) -> ImportResult:
     """PostgreSQL: one transaction. Batches of new rows go into one streaming ``COPY``
     (``Writer.stream_many``); a batch holding stored or repeated ids ends it and takes
     the general path. If the server finds an id the stream repeated (a line earlier in
@@ -505,7 +494,7 @@ def _import_in_one_transaction(store: "Store", fh: IO[bytes], retention: Any, on
         side = None
         try:
             with store.writer(check_chains=True) as w:
-                if not (stream and (bulk if bulk is not None else _is_large(w, fh)) and w.drop_indexes()) and stream:
+                if stream and not (bulk and w.drop_indexes()):
                     side = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 importer = _Importer(store, on_conflict, result, None, stream, side)
                 for chunk in _chunks(fh, retention, result):

@@ -291,7 +291,7 @@ def test_cli_bulk_imports_the_same_rows(store, tmp_path):
     indexes = _indexes(store)
     res = CliRunner().invoke(cli, ["--db", store.url, "import", "--bulk", str(path)])
     assert res.exit_code == 0 and "imported 30 interactions" in res.stderr, res.output
-    res = CliRunner().invoke(cli, ["--db", store.url, "import", "--no-bulk", str(path)])
+    res = CliRunner().invoke(cli, ["--db", store.url, "import", str(path)])
     assert res.exit_code == 0 and "imported 0 interactions (30 already stored" in res.stderr, res.output
     assert [r.id for r in store.chain("v1_29")][-2:] == ["v1_28", "v1_29"] and _indexes(store) == indexes
 

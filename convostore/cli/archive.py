@@ -179,13 +179,13 @@ def export_cmd(ctx: click.Context, fmt: str, output: str | None, conversation: s
     help="An id already stored with different content: keep the stored row (skip), import nothing (fail), or take the file's (replace).",
 )
 @click.option(
-    "--bulk/--no-bulk",
-    default=None,
-    help="PostgreSQL: rebuild the indexes at the end (faster; the archive is locked until the import ends). "
-    "Default: for a file of 64 MB or more, larger than the archive.",
+    "--bulk",
+    is_flag=True,
+    help="PostgreSQL: build the indexes once at the end (a restore into an empty archive); "
+    "the archive stays locked until the import ends, recorders and readers wait.",
 )
 @click.pass_context
-def import_cmd(ctx: click.Context, file: str, on_conflict: str, bulk: bool | None) -> None:
+def import_cmd(ctx: click.Context, file: str, on_conflict: str, bulk: bool) -> None:
     """Import a JSONL export (current or retired schema); all or nothing, idempotent."""
     from ..archive import import_jsonl
 
