@@ -225,6 +225,17 @@ def test_delete_marks_deleted(rc, store):
     assert row.output_text  # the archive keeps it
 
 
+def test_a_deleted_interaction_stays_deleted_when_a_later_get_or_delete_finds_it_gone(rc, store):
+    out = rc.interactions.create(model=MODEL, input="Forget me.")
+    rc.interactions.delete(out.id)
+    with pytest.raises(Exception):
+        rc.interactions.get(out.id)  # 404: the server no longer has it
+    with pytest.raises(Exception):
+        rc.interactions.delete(out.id)
+    store.flush()
+    assert store.get(out.id).server_state == "deleted"  # not 'expired': we know why it is gone
+
+
 def test_async_cancel_and_delete(arc, store, sandbox):
     sandbox.background_delay = 3600  # still running when the cancel arrives, however loaded the machine
 

@@ -321,7 +321,7 @@ class Recorder:
 
     def _on_get(self, ex: Exchange, call: Call | None, base: int = 0) -> None:
         if ex.status == 404 and ex.interaction_id:
-            self._mark(ex.interaction_id, "expired")
+            self._mark_gone(ex.interaction_id)
             return
         if not 200 <= ex.status < 300:
             return
@@ -341,7 +341,18 @@ class Recorder:
         if 200 <= ex.status < 300 and ex.interaction_id:
             self._mark(ex.interaction_id, "deleted")
         elif ex.status == 404 and ex.interaction_id:
-            self._mark(ex.interaction_id, "expired")
+            self._mark_gone(ex.interaction_id)
+
+    def _mark_gone(self, iid: str) -> None:
+        """A 404 for an interaction: the server forgot it (``expired``), unless the
+        archive saw it deleted, which says more and stays."""
+        try:
+            status = self.store.server_status(iid)
+        except Exception:  # noqa: BLE001 - no state to keep: mark it as before
+            status = None
+        if status is not None and status[0] == "deleted":
+            return
+        self._mark(iid, "expired")
 
     def _mark(self, iid: str, state: str) -> None:
         from ..errors import NotFoundError
