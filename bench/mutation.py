@@ -76,7 +76,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "recording": (
         ["convostore/recording/core.py", "convostore/recording/methods.py"],
-        ["tests/test_recorder*.py", "tests/test_resume*.py", "tests/test_secrets.py"],
+        ["tests/test_recorder*.py", "tests/test_resume*.py", "tests/test_secrets.py", "tests/test_refresh.py"],
     ),
     "wire": (["convostore/wire.py"], ["tests/test_wire.py", "tests/test_history.py", "tests/test_recorder_sdk1.py"]),
     "replaying": (
