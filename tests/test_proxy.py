@@ -27,6 +27,7 @@ import convostore
 from convostore.proxy import create_app, running
 from convostore.sandbox import Sandbox
 from convostore.store import Store
+from tests.upstreams import resetting_server
 
 MODEL = "gemini-2.5-flash"
 KEY = "proxy-test-key-3c9d2e71"
@@ -374,35 +375,6 @@ def header_echo() -> Iterator[tuple[str, list[dict[str, str]]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def resetting_server() -> Iterator[str]:
-    """An upstream that accepts each connection and resets it (RST) without answering."""
-    import struct
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
 
 
 # --- streaming ------------------------------------------------------------------------------------

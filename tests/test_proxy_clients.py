@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import queue
 import shutil
-import socket
-import struct
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from convostore.proxy import RunningProxy, running
 from convostore.sandbox import Sandbox
 from convostore.store import Store
 from tests.js_client import JsClient, ensure_node
+from tests.upstreams import resetting_server
 
 MODEL = "gemini-2.5-flash"
 JS_KEY = "js-key-4d1c8e2b"
@@ -388,30 +386,6 @@ def test_no_key_sent_through_the_proxy_reaches_the_archive(js, proxy, archive, s
 # --- an upstream that hangs or resets -------------------------------------------------------------------
 
 
-@contextmanager
-def resetting_upstream() -> Iterator[str]:
-    """An upstream that reads each request and resets the connection (RST) without answering."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
-
-
 @needs_curl
 def test_an_upstream_that_hangs_gives_js_and_curl_an_error_not_a_hang(node, archive, sb):
     sb.hold()  # every create waits at the sandbox's gate until release()
@@ -441,7 +415,7 @@ def test_an_upstream_that_stalls_mid_stream_cuts_the_curl_stream(archive, sb):
 
 @needs_curl
 def test_an_upstream_that_resets_gives_js_and_curl_a_502(node, archive):
-    with resetting_upstream() as upstream, running(archive, upstream=upstream, timeout=5) as broken:
+    with resetting_server() as upstream, running(archive, upstream=upstream, timeout=5) as broken:
         client = JsClient(node, broken.url, JS_KEY)
         try:
             error = client.fails("create", params={"model": MODEL, "input": "Hello?"})
